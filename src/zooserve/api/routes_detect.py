@@ -1,0 +1,51 @@
+"""POST /api/detect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from zooserve.api.routes_models import manager_of
+from zooserve.api.schemas import BBox, Detection, DetectRequest, DetectResponse, FrameResult, VideoInfo
+from zooserve.pipelines.detect import DetectResult, detect
+
+router = APIRouter(prefix="/api")
+
+
+def to_response(result: DetectResult) -> DetectResponse:
+    frames = []
+    for frame in result.frames:
+        d = frame.detections
+        names = d.data.get("class_name", [""] * len(d))
+        scores = d.confidence if d.confidence is not None else [1.0] * len(d)
+        frames.append(
+            FrameResult(
+                frame_number=frame.frame_number,
+                timestamp=round(frame.timestamp, 6),
+                detections=[
+                    Detection(label=str(label), confidence=float(score),
+                              bbox=BBox(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3])))
+                    for b, score, label in zip(d.xyxy, scores, names, strict=True)
+                ],
+            )
+        )
+    return DetectResponse(
+        model=result.model,
+        frames=frames,
+        processing_time=result.processing_time,
+        video=VideoInfo(width=result.width, height=result.height, fps=result.fps,
+                        frame_count=result.frame_count),
+        prompts=result.prompts,
+    )
+
+
+@router.post("/detect", response_model=DetectResponse)
+async def detect_route(body: DetectRequest, request: Request) -> DetectResponse:
+    result = await detect(
+        manager_of(request),
+        body.video_path,
+        body.frame_numbers,
+        model=body.model,
+        confidence_threshold=body.confidence_threshold,
+        prompts=body.prompts,
+    )
+    return to_response(result)

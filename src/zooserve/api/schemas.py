@@ -1,0 +1,81 @@
+"""Request and response models of the HTTP contract (DESIGN.md "HTTP surface")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelRef(_Request):
+    model_id: str = Field(min_length=1, description="the model's name under `models:`")
+
+
+class DetectRequest(_Request):
+    video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
+    frame_numbers: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    model: str | None = None
+    confidence_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    prompts: list[str] | None = Field(default=None, description="text queries (open vocabulary)")
+
+
+class BBox(BaseModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Detection(BaseModel):
+    label: str
+    confidence: float
+    bbox: BBox
+
+
+class FrameResult(BaseModel):
+    frame_number: int
+    timestamp: float
+    detections: list[Detection]
+
+
+class VideoInfo(BaseModel):
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+
+
+class DetectResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    frames: list[FrameResult]
+    processing_time: float
+    video: VideoInfo
+    prompts: list[str] | None
+
+
+class HealthResponse(BaseModel):
+    status: str
+    models_loaded: list[str]
+    device: str
+    gpu_memory_allocated: int | None
+    gpu_memory_reserved: int | None
+    memory_budget_mb: float
+    memory_used_mb: float
+    process_rss_mb: float
+    nvml: dict[str, int] | None = None
+
+
+class ModelsInfoResponse(BaseModel):
+    available_models: dict[str, list[str]]
+    loaded_models: list[str]
+    device: str
+    memory_budget_mb: float
+    memory_used_mb: float
+    models: dict[str, dict[str, Any]]
+    events: list[dict[str, Any]]

@@ -1,0 +1,132 @@
+"""`zooserve bench`: the model-zoo benchmark, measured on the device of this process.
+
+Per model: measured memory, peak, load seconds, inference seconds per frame, memory recovered
+after unload, against the seed's success criteria (< 1500 MB, < 5 s load, recovered). Then a
+side-by-side ratio: HTTP /api/detect throughput / in-process adapter throughput, same frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from zooserve.api.server import BackgroundServer
+from zooserve.catalog import Config
+from zooserve.families.base import Detector
+from zooserve.manager import ModelManager
+from zooserve.media import MediaSource
+from zooserve.memory import MB
+from zooserve.pipelines.detect import selected_model
+from zooserve.samples import install_samples
+
+CRITERIA = {"memory_mb": 1500.0, "load_seconds": 5.0}
+
+
+def _frame_numbers(frame_count: int, frames: int) -> list[int]:
+    return sorted({round(i * (frame_count - 1) / max(1, frames - 1)) for i in range(frames)})
+
+
+async def _measure(manager: ModelManager, name: str, images: list[Any]) -> dict[str, Any]:
+    load = await manager.load(name, reason="benchmark")
+    state = manager.state(name)
+    async with manager.use(name) as adapter:
+        assert isinstance(adapter, Detector)
+        prompts = manager.config.default_prompts if adapter.open_vocabulary else None
+        await manager.infer(adapter.detect, images[:1], prompts, 0.3)  # warm caches
+        started = time.perf_counter()
+        for image in images:
+            await manager.infer(adapter.detect, [image], prompts, 0.3)
+        per_frame = (time.perf_counter() - started) / len(images)
+    unload = await manager.unload(name, reason="benchmark")
+    memory_mb = (load["bytes"] or 0) / MB
+    row = {
+        "model": name, "family": state.spec.family, "device": manager.device,
+        "method": state.footprint.method if state.footprint else "tensor_bytes",
+        "memory_mb": round(memory_mb, 2), "peak_mb": round((load.get("peak_bytes") or 0) / MB, 2),
+        "estimate_mb": state.spec.vram_mb, "load_seconds": round(load["seconds"] or 0, 3),
+        "seconds_per_frame": round(per_frame, 4),
+        "recovered_mb": round(unload.get("recovered_bytes", 0) / MB, 2),
+        "rss_delta_mb_on_unload": round(unload.get("rss_delta", 0) / MB, 2),
+        "verified_unload": bool(unload.get("verified")),
+    }
+    row["meets_criteria"] = (
+        memory_mb < CRITERIA["memory_mb"] and row["load_seconds"] < CRITERIA["load_seconds"]
+        and row["verified_unload"]
+    )
+    return row
+
+
+async def _in_process_throughput(manager: ModelManager, name: str, images: list[Any], reps: int) -> float:
+    async with manager.use(name) as adapter:
+        assert isinstance(adapter, Detector)
+        prompts = manager.config.default_prompts if adapter.open_vocabulary else None
+        started = time.perf_counter()
+        for _ in range(reps):
+            await manager.infer(adapter.detect, images, prompts, 0.3)
+        return reps * len(images) / (time.perf_counter() - started)
+
+
+def _http_throughput(url: str, name: str, video: str, numbers: list[int], reps: int) -> float:
+    body = {"video_path": video, "frame_numbers": numbers, "model": name, "confidence_threshold": 0.3}
+    with httpx.Client(timeout=600) as client:
+        client.post(f"{url}/api/detect", json=body).raise_for_status()  # load + warm
+        started = time.perf_counter()
+        for _ in range(reps):
+            client.post(f"{url}/api/detect", json=body).raise_for_status()
+        return reps * len(numbers) / (time.perf_counter() - started)
+
+
+def run_bench(config: Config, models: list[str], frames: int, out: Path, console: Console) -> dict[str, Any]:
+    samples = install_samples(config.media_dir)
+    video = "samples/bikes.mp4"
+    with MediaSource.open(samples["bikes.mp4"]) as media:
+        numbers = _frame_numbers(media.frame_count, frames)
+        images = [f.image for f in media.read(numbers)]
+
+    async def per_model() -> tuple[list[dict[str, Any]], str, float]:
+        manager = ModelManager(config)
+        try:
+            names = models or [selected_model(manager, "object_detection", None)]
+            rows = [await _measure(manager, name, images) for name in names]
+            target = names[0]
+            in_process = await _in_process_throughput(manager, target, images, reps=3)
+            return rows, target, in_process
+        finally:
+            await manager.close()
+
+    rows, target, in_process = asyncio.run(per_model())
+    with BackgroundServer(config) as server:
+        over_http = _http_throughput(server.url, target, video, numbers, reps=3)
+    ratio = {"model": target, "frames": len(numbers), "in_process_fps": round(in_process, 2),
+             "http_fps": round(over_http, 2), "ratio": round(over_http / in_process, 3), "goal": 0.95}
+    report = {"models": rows, "http_vs_in_process": ratio, "criteria": CRITERIA}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    (out / "bench.md").write_text(_markdown(report))
+    table = Table(*rows[0].keys()) if rows else Table()
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"HTTP / in-process throughput on {len(numbers)} frames of {video}: {ratio}")
+    console.print(f"written: {out / 'bench.md'}, {out / 'bench.json'}")
+    return report
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    rows = report["models"]
+    lines = []
+    if rows:
+        keys = list(rows[0])
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    r = report["http_vs_in_process"]
+    lines += ["", f"HTTP /api/detect vs in-process on {r['frames']} frames ({r['model']}): "
+              f"{r['http_fps']} fps / {r['in_process_fps']} fps = **{r['ratio']}** (goal >= {r['goal']})"]
+    return "\n".join(lines) + "\n"

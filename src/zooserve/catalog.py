@@ -1,0 +1,259 @@
+"""The config file: schema, validation with key-path messages, env overrides, model sources.
+
+Everything outside tools rely on lives here (DESIGN.md "Configuration"). Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from zooserve.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/models.yaml")
+TaskName = Literal[
+    "object_detection", "video_tracking", "video_summarization", "ontology_augmentation"
+]
+Framework = Literal["pytorch", "onnx", "opencv", "ultralytics", "sglang", "vllm", "transformers"]
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_keep_alive(value: str | float | int | None) -> float | None:
+    """Seconds to keep an idle model; -1 (or any negative) pins it; None means the default."""
+    if value is None or isinstance(value, int | float):
+        return None if value is None else float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration like 30s, 5m, 1h or -1, got {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """One entry under `models:`. `name` is its key there."""
+
+    name: str = ""
+    model_id: str
+    family: str | None = None
+    framework: Framework = "pytorch"
+    category: str = "detection"
+    vram_mb: float | None = Field(default=None, ge=0)
+    enabled: bool = True
+    quantization: Literal["8bit", "4bit"] | None = None
+    keep_alive: str | float | None = None
+    description: str = ""
+    #: Family-specific settings (e.g. which OpenCV cascade, default prompts).
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, value: str | float | None) -> str | float | None:
+        parse_keep_alive(value)
+        return value
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        return parse_keep_alive(self.keep_alive)
+
+    @property
+    def pinned(self) -> bool:
+        seconds = self.keep_alive_seconds
+        return seconds is not None and seconds < 0
+
+
+class TaskSpec(_Strict):
+    selected: str
+    options: list[str]
+
+    @model_validator(mode="after")
+    def _selected_among_options(self) -> TaskSpec:
+        if self.selected not in self.options:
+            raise ValueError(f"selected {self.selected!r} is not among options {self.options}")
+        return self
+
+
+class ZooSection(_Strict):
+    """Declarative enrichment rules (used by the zoo pipeline)."""
+
+    triggers: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Config(_Strict):
+    device: str = "auto"
+    memory_budget_mb: float | Literal["auto"] = "auto"
+    media_root: Path = Path("./media")
+    model_zoo_path: Path = Path("./models")
+    default_keep_alive: str | float = "5m"
+    #: Seconds a request waits for busy models to free room before a 503.
+    admission_timeout_s: float = Field(default=30.0, ge=0)
+    #: Text queries for open-vocabulary detectors when a request gives none.
+    default_prompts: list[str] = Field(
+        default_factory=lambda: ["person", "car", "bicycle", "dog", "cat"]
+    )
+    max_frames_per_request: int = Field(default=256, ge=1)
+    tasks: dict[TaskName, TaskSpec] = Field(default_factory=dict)
+    models: dict[str, ModelSpec]
+    zoo: ZooSection = Field(default_factory=ZooSection)
+    engines: list[dict[str, Any]] = Field(default_factory=list)
+    #: Directory of the config file; relative paths resolve against it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @field_validator("default_keep_alive")
+    @classmethod
+    def _check_default_keep_alive(cls, value: str | float) -> str | float:
+        parse_keep_alive(value)
+        return value
+
+    @model_validator(mode="after")
+    def _link_names(self) -> Config:
+        for name, spec in self.models.items():
+            spec.name = name
+        for task, spec in self.tasks.items():
+            for option in spec.options:
+                if option not in self.models:
+                    raise ValueError(
+                        f"tasks.{task}.options names {option!r}, which is not under models: "
+                        f"(known: {sorted(self.models)})"
+                    )
+        return self
+
+    def resolve_path(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def media_dir(self) -> Path:
+        return self.resolve_path(self.media_root)
+
+    def keep_alive_for(self, spec: ModelSpec) -> float:
+        seconds = spec.keep_alive_seconds
+        if seconds is None:
+            seconds = parse_keep_alive(self.default_keep_alive)
+        return float(seconds if seconds is not None else 300.0)
+
+    def expand_model_id(self, spec: ModelSpec) -> str:
+        """Expand `{MODEL_ZOO_PATH}`; relative local paths resolve against the config's dir."""
+        zoo = str(self.resolve_path(self.model_zoo_path))
+        model_id = spec.model_id.replace("{MODEL_ZOO_PATH}", zoo)
+        if model_id.startswith(("./", "../")):
+            model_id = str(self.resolve_path(Path(model_id)))
+        return model_id
+
+    def task_models(self) -> dict[str, list[str]]:
+        return {task: list(spec.options) for task, spec in self.tasks.items()}
+
+
+def _env_overrides() -> dict[str, Any]:
+    """`ZOOSERVE_<KEY>` overrides a top-level key; values are parsed as YAML scalars."""
+    overrides: dict[str, Any] = {}
+    scalar_keys = {
+        "device", "memory_budget_mb", "media_root", "model_zoo_path", "default_keep_alive",
+        "admission_timeout_s", "max_frames_per_request",
+    }
+    for key in scalar_keys:
+        raw = os.environ.get(f"ZOOSERVE_{key.upper()}")
+        if raw is not None:
+            overrides[key] = yaml.safe_load(raw)
+    return overrides
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"invalid config {path}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (remove it or check its spelling)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read, override from the environment, and validate. Raises ConfigError naming the key."""
+    path = Path(path or os.environ.get("ZOOSERVE_CONFIG") or DEFAULT_CONFIG_PATH)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}", {"path": str(path)})
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}", {"path": str(path)}) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid config {path}: expected a mapping at the top level")
+    raw.update(_env_overrides())
+    raw["base_dir"] = path.resolve().parent
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc), {"path": str(path)}) from exc
+
+
+# --- where a model's weights are -------------------------------------------------------------
+
+#: model_type in a checkpoint's config.json -> zooserve family id.
+MODEL_TYPE_TO_FAMILY = {
+    "owlv2": "owlv2",
+    "grounding-dino": "grounding_dino",
+    "florence2": "florence2",
+}
+
+
+def _hub_snapshot(model_id: str) -> Path | None:
+    """The local snapshot dir of a hub model if it is in the cache; never downloads."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:
+        return None
+
+
+def locate(config: Config, spec: ModelSpec) -> str | None:
+    """Local source of the model's weights, or None when they are not on this machine."""
+    model_id = config.expand_model_id(spec)
+    if spec.framework == "opencv":
+        from zooserve.families.opencv_detectors import opencv_source
+
+        return opencv_source(model_id)
+    if Path(model_id).exists():
+        return model_id
+    if not _HUB_ID.match(model_id):
+        return None  # a local path that does not exist
+    snapshot = _hub_snapshot(model_id)
+    return str(snapshot) if snapshot else None
+
+
+def infer_family(config: Config, spec: ModelSpec, source: str | None) -> str | None:
+    """The configured family, else the one named by the checkpoint's own config.json."""
+    if spec.family:
+        return spec.family
+    if source is None:
+        return None
+    config_json = Path(source) / "config.json"
+    if not config_json.is_file():
+        return None
+    model_type = json.loads(config_json.read_text()).get("model_type", "")
+    return MODEL_TYPE_TO_FAMILY.get(model_type)
+
+
+def pull_command(spec: ModelSpec) -> str:
+    return f"zooserve models pull {spec.name}"

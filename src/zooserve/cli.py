@@ -1,0 +1,135 @@
+"""The `zooserve` command line: serve, models, demo, bench."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zooserve.catalog import Config, load_config
+from zooserve.errors import ConfigError
+
+app = typer.Typer(help="zooserve: a zoo of vision and language models behind one HTTP service.",
+                  no_args_is_help=True)
+models_app = typer.Typer(help="Inspect and fetch the configured models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="config YAML (default: $ZOOSERVE_CONFIG or config/models.yaml)")
+]
+
+
+def _config(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+) -> None:
+    """Start the HTTP service (uvicorn)."""
+    import uvicorn
+
+    from zooserve.api.app import create_app
+
+    _logging(log_level)
+    uvicorn.run(create_app(_config(config)), host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    port: Annotated[int, typer.Option(help="TCP port of the demo server")] = 8000,
+    out: Annotated[Path, typer.Option(help="where annotated frames are written")] = Path("out/demo"),
+    once: Annotated[bool, typer.Option("--once", help="exit after showing the result")] = False,
+) -> None:
+    """Start the service, detect on sample media over HTTP, and write annotated frames."""
+    from zooserve.demo import run_demo
+
+    _logging("warning")
+    run_demo(_config(config), port=port, out=out, keep_serving=not once, console=console)
+
+
+@app.command()
+def bench(
+    config: ConfigOption = None,
+    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="model(s) to measure")] = None,
+    frames: Annotated[int, typer.Option(help="frames per model")] = 8,
+    out: Annotated[Path, typer.Option(help="directory for bench.md and bench.json")] = Path("out/bench"),
+) -> None:
+    """Measure memory, load time, inference time and unload recovery per model; HTTP/in-process ratio."""
+    from zooserve.bench import run_bench
+
+    _logging("warning")
+    run_bench(_config(config), models or [], frames=frames, out=out, console=console)
+
+
+@models_app.command("list")
+def models_list(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+) -> None:
+    """Every configured model: family, category, estimate, and whether it is present here."""
+    from zooserve import catalog
+
+    cfg = _config(config)
+    rows = []
+    for name, spec in cfg.models.items():
+        source = catalog.locate(cfg, spec)
+        rows.append({
+            "name": name, "family": catalog.infer_family(cfg, spec, source), "category": spec.category,
+            "framework": spec.framework, "vram_mb": spec.vram_mb, "enabled": spec.enabled,
+            "available": spec.enabled and source is not None,
+            "fetch_with": None if source else catalog.pull_command(spec),
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "family", "category", "framework", "est. MB", "available")
+    for row in rows:
+        mark = "[green]yes[/green]" if row["available"] else (
+            "[dim]disabled[/dim]" if not row["enabled"] else f"[yellow]no[/yellow] ({row['fetch_with']})")
+        table.add_row(row["name"], str(row["family"]), row["category"], row["framework"],
+                      f"{row['vram_mb'] or ''}", mark)
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(name: str, config: ConfigOption = None) -> None:
+    """Download a hub model into the local cache (needs network; refuses when offline)."""
+    cfg = _config(config)
+    spec = cfg.models.get(name)
+    if spec is None:
+        console.print(f"[red]unknown model {name!r}[/red]; known: {', '.join(sorted(cfg.models))}")
+        raise typer.Exit(2)
+    model_id = cfg.expand_model_id(spec)
+    if spec.framework == "opencv" or Path(model_id).exists():
+        console.print(f"{name} needs no download ({model_id})")
+        return
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        console.print("[red]HF_HUB_OFFLINE=1: refusing to download[/red] (unset it to pull)")
+        raise typer.Exit(1)
+    if spec.framework == "ultralytics" or model_id.startswith("/"):
+        console.print(f"[red]{name} is a local file[/red]: place it at {model_id}")
+        raise typer.Exit(1)
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(model_id)
+    console.print(f"[green]pulled[/green] {name} -> {path}")

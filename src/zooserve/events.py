@@ -1,0 +1,50 @@
+"""The manager's event log: every load, unload, eviction and failure, with reason, time, bytes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+log = logging.getLogger("zooserve.events")
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # load | load_failed | unload | evict | unload_incomplete | keep_alive_expired
+    model: str
+    reason: str
+    seconds: float | None = None
+    bytes: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EventLog:
+    """Bounded in-memory history; each event is also logged (warnings for failures)."""
+
+    def __init__(self, maxlen: int = 1000) -> None:
+        self._events: deque[Event] = deque(maxlen=maxlen)
+
+    def record(self, event: Event) -> Event:
+        self._events.append(event)
+        level = logging.WARNING if event.kind in {"load_failed", "unload_incomplete"} else logging.INFO
+        log.log(
+            level,
+            "%s %s (%s) seconds=%s bytes=%s",
+            event.kind, event.model, event.reason, event.seconds, event.bytes,
+            extra={"event": event.to_dict()},
+        )
+        return event
+
+    def recent(self, limit: int = 100, model: str | None = None) -> list[Event]:
+        events = [e for e in self._events if model is None or e.model == model]
+        return events[-limit:]
+
+    def count(self, kind: str, model: str | None = None) -> int:
+        return sum(1 for e in self._events if e.kind == kind and (model is None or e.model == model))

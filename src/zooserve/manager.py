@@ -1,0 +1,500 @@
+"""ModelManager: the one owner of loaded models.
+
+Lazy loads on first use, single-flight per model, one load at a time on a dedicated loader
+thread, admission by bytes against the budget, eviction of idle models only (pins, then
+keep-alive, then least recently used, cheaper reloads first on ties), verified unloads, and an
+event for everything. All state lives on the event loop thread, so it changes only between
+awaits; blocking work runs on the loader thread (loads, unloads) or the inference pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from zooserve import catalog
+from zooserve.catalog import Config, ModelSpec
+from zooserve.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ModelInUse,
+    ModelLoadFailed,
+    ModelNotFound,
+    ModelUnavailable,
+    ServiceBusy,
+    ZooError,
+)
+from zooserve.events import Event, EventLog
+from zooserve.families import adapter_class
+from zooserve.families.base import ModelAdapter
+from zooserve.memory import MB, LoadFootprint, MemoryProbe, load_measured, probe_for, unload_verified
+from zooserve.runtimes.torch_runtime import resolve_device
+
+log = logging.getLogger("zooserve.manager")
+T = TypeVar("T")
+#: Builds an (unloaded) adapter for a spec, its weight source and the device.
+AdapterFactory = Callable[[ModelSpec, str, str], ModelAdapter]
+OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
+
+
+class Status(enum.StrEnum):
+    UNLOADED = "unloaded"
+    LOADING = "loading"
+    LOADED = "loaded"
+    UNLOADING = "unloading"
+
+
+@dataclass
+class ModelState:
+    spec: ModelSpec
+    keep_alive: float
+    status: Status = Status.UNLOADED
+    adapter: ModelAdapter | None = None
+    refcount: int = 0
+    waiting: int = 0  # callers waiting on this model's load; it must not be evicted under them
+    footprint: LoadFootprint | None = None
+    measured_bytes: int | None = None  # kept across unloads: the next admission uses it
+    load_count: int = 0
+    last_load_seconds: float | None = None
+    last_used: float = 0.0
+    last_error: str | None = None
+    transition: asyncio.Future[None] | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.keep_alive < 0
+
+    @property
+    def idle(self) -> bool:
+        return self.status is Status.LOADED and self.refcount == 0 and self.waiting == 0
+
+
+def default_adapter_factory(spec: ModelSpec, source: str, device: str) -> ModelAdapter:
+    if not spec.family:
+        raise ConfigError(f"models.{spec.name}.family is not set and could not be inferred")
+    return adapter_class(spec.family)(spec, source, device)
+
+
+class ModelManager:
+    """Owns every loaded model. Use `async with manager.use(name) as adapter:`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        probe: MemoryProbe | None = None,
+        adapter_factory: AdapterFactory = default_adapter_factory,
+        clock: Callable[[], float] = time.monotonic,
+        inference_workers: int = 1,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.probe = probe or probe_for(self.device)
+        self.adapter_factory = adapter_factory
+        self.clock = clock
+        self.events = EventLog()
+        self.budget_bytes = self._budget_bytes()
+        self.states = {
+            name: ModelState(spec, config.keep_alive_for(spec))
+            for name, spec in config.models.items()
+        }
+        self.reservations: dict[str, int] = {}  # tracking sessions, engines: bytes held outside models
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="zooserve-loader")
+        self._inference = ThreadPoolExecutor(inference_workers, thread_name_prefix="zooserve-infer")
+        self._load_lock = asyncio.Lock()
+        self._room = asyncio.Event()  # set whenever a lease ends or memory is given back
+        self._reaper: asyncio.Task[None] | None = None
+
+    def _budget_bytes(self) -> int:
+        setting = self.config.memory_budget_mb
+        if setting == "auto":
+            share = 0.9 if self.device.startswith("cuda") else 0.5
+            return int(self.probe.total_bytes() * share)
+        return int(float(setting) * MB)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, reap_interval: float = 5.0) -> None:
+        """Preload pinned models and start the keep-alive reaper."""
+        for state in self.states.values():
+            if state.pinned and state.spec.enabled and self.available(state.spec.name):
+                await self.load(state.spec.name, reason="pinned in config")
+        self._reaper = asyncio.create_task(self._reap_forever(reap_interval))
+
+    async def close(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for state in self.states.values():
+            if state.status is Status.LOADED and state.refcount == 0:
+                await self._unload(state, kind="unload", reason="service shutdown")
+        self._loader.shutdown(wait=True)
+        self._inference.shutdown(wait=True)
+
+    # --- leases ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str) -> AsyncIterator[ModelAdapter]:
+        """Lease a loaded model (loading it if needed); it cannot be evicted while leased."""
+        state = await self._acquire(name)
+        try:
+            assert state.adapter is not None
+            yield state.adapter
+        finally:
+            state.refcount -= 1
+            state.last_used = self.clock()
+            if state.refcount == 0:
+                self._room.set()
+
+    async def infer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking inference in the inference pool (never on the event loop or loader)."""
+        return await asyncio.get_running_loop().run_in_executor(self._inference, fn, *args)
+
+    async def _acquire(self, name: str) -> ModelState:
+        state = self.state(name)
+        while True:
+            if state.status is Status.LOADED:
+                state.refcount += 1
+                state.last_used = self.clock()
+                return state
+            if state.transition is not None:  # loading or unloading: share its outcome
+                state.waiting += 1
+                try:
+                    await asyncio.shield(state.transition)
+                finally:
+                    state.waiting -= 1
+                continue
+            await self._load_single_flight(state, reason="first use")
+
+    async def _load_single_flight(self, state: ModelState, reason: str) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.transition = future
+        state.status = Status.LOADING
+        state.waiting += 1
+        try:
+            await self._load(state, reason)
+            future.set_result(None)
+        except BaseException as exc:
+            state.status, state.adapter, state.footprint = Status.UNLOADED, None, None
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            state.waiting -= 1
+            state.transition = None
+
+    # --- loading -----------------------------------------------------------------------------
+
+    def state(self, name: str) -> ModelState:
+        state = self.states.get(name)
+        if state is None:
+            raise ModelNotFound(
+                f"unknown model {name!r}", {"available_models": sorted(self.states)}
+            )
+        return state
+
+    def source(self, spec: ModelSpec) -> str | None:
+        return catalog.locate(self.config, spec)
+
+    def available(self, name: str) -> bool:
+        spec = self.state(name).spec
+        return spec.enabled and self.source(spec) is not None
+
+    def estimate_bytes(self, state: ModelState, source: str | None = None) -> int:
+        """Measured footprint when known, else the config's vram_mb, else weight-file size."""
+        if state.measured_bytes is not None:
+            return state.measured_bytes
+        if state.spec.vram_mb is not None:
+            return int(state.spec.vram_mb * MB)
+        if source and state.spec.family:
+            with contextlib.suppress(ZooError, ImportError):
+                estimate = adapter_class(state.spec.family).estimate_bytes(source, self.device)
+                if estimate is not None:
+                    return estimate
+        return 0
+
+    async def _load(self, state: ModelState, reason: str) -> None:
+        spec = state.spec
+        async with self._load_lock:
+            if not spec.enabled:
+                raise ModelUnavailable(f"model {spec.name!r} is disabled in the config")
+            source = self.source(spec)
+            if source is None:
+                raise ModelUnavailable(
+                    f"model {spec.name!r} is not present on this machine "
+                    f"(offline: nothing is downloaded during a request)",
+                    {"model_id": spec.model_id, "fetch_with": catalog.pull_command(spec)},
+                )
+            family = catalog.infer_family(self.config, spec, source)
+            if family is None:
+                raise ModelLoadFailed(
+                    f"cannot tell the family of {spec.name!r}: set models.{spec.name}.family",
+                    {"source": source},
+                )
+            spec.family = family
+            estimate = self.estimate_bytes(state, source)
+            await self._admit(state, estimate)
+            started = time.perf_counter()
+            footprint = await self._load_with_oom_retry(state, source, estimate)
+            seconds = time.perf_counter() - started
+            state.footprint, state.measured_bytes = footprint, footprint.bytes
+            if footprint.bytes > estimate:  # the estimate was low: restore the budget now
+                await self._evict_until_within_budget(state)
+        state.load_count += 1
+        state.last_load_seconds = seconds
+        state.last_error = None
+        state.last_used = self.clock()
+        state.status = Status.LOADED
+        self.events.record(
+            Event(
+                "load", spec.name, reason, seconds, footprint.bytes,
+                {"estimate_bytes": estimate, "peak_bytes": footprint.peak_bytes,
+                 "rss_delta": footprint.rss_delta, "method": footprint.method},
+            )
+        )
+
+    async def _load_with_oom_retry(
+        self, state: ModelState, source: str, estimate: int
+    ) -> LoadFootprint:
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            started = time.perf_counter()
+            try:
+                adapter = self.adapter_factory(state.spec, source, self.device)
+                footprint = await loop.run_in_executor(
+                    self._loader, load_measured, adapter, self.probe
+                )
+                state.adapter = adapter
+                return footprint
+            except OOM_ERRORS as exc:
+                self._record_failure(state, started, exc)
+                if attempt == 2:
+                    raise ServiceBusy(
+                        f"out of memory loading {state.spec.name!r} even after evicting idle models",
+                        {"estimate_bytes": estimate}, retry_after=30,
+                    ) from exc
+                for victim in self._eviction_order(exclude=state):
+                    if victim.idle:
+                        await self._unload(
+                            victim, kind="evict", reason=f"OOM loading {state.spec.name}"
+                        )
+            except ZooError as exc:
+                self._record_failure(state, started, exc)
+                raise
+            except Exception as exc:
+                self._record_failure(state, started, exc)
+                raise ModelLoadFailed(
+                    f"could not load {state.spec.name!r}: {type(exc).__name__}: {exc}",
+                    {"source": source},
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _record_failure(self, state: ModelState, started: float, exc: BaseException) -> None:
+        state.last_error = f"{type(exc).__name__}: {exc}"
+        self.events.record(
+            Event("load_failed", state.spec.name, state.last_error, time.perf_counter() - started)
+        )
+
+    # --- admission and eviction --------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        """Bytes held or claimed: loaded/loading/unloading models plus reservations."""
+        total = sum(self.reservations.values())
+        for state in self.states.values():
+            if state.status is not Status.UNLOADED:
+                total += state.footprint.bytes if state.footprint else self.estimate_bytes(state)
+        return total
+
+    def _eviction_order(self, exclude: ModelState | None = None) -> list[ModelState]:
+        """Idle, unpinned models: expired keep-alive first, then least recently used;
+        among equals, the one that is cheaper to reload goes first."""
+        now = self.clock()
+        candidates = [s for s in self.states.values() if s.idle and not s.pinned and s is not exclude]
+        return sorted(
+            candidates,
+            key=lambda s: (
+                now - s.last_used < s.keep_alive,  # False (expired) sorts first
+                s.last_used,
+                s.last_load_seconds or 0.0,
+            ),
+        )
+
+    async def _evict_until_within_budget(self, state: ModelState) -> None:
+        for victim in self._eviction_order(exclude=state):
+            if self.used_bytes() <= self.budget_bytes:
+                return
+            if victim.idle:
+                await self._unload(
+                    victim, kind="evict", reason=f"{state.spec.name} measured above its estimate"
+                )
+        if self.used_bytes() > self.budget_bytes:
+            self.events.record(
+                Event("over_budget", state.spec.name, "measured size exceeds the estimate and "
+                      "busy models hold the rest", bytes=self.used_bytes() - self.budget_bytes)
+            )
+
+    async def _admit(self, state: ModelState, estimate: int) -> None:
+        """Make room for `estimate` bytes: evict idle models, wait (bounded) for busy ones."""
+        name = state.spec.name
+        unevictable = sum(
+            s.footprint.bytes for s in self.states.values()
+            if s.footprint and s.pinned and s.status is Status.LOADED
+        ) + sum(self.reservations.values())
+        if estimate > self.budget_bytes - unevictable:
+            raise BudgetExceeded(
+                f"model {name!r} needs about {estimate / MB:.0f} MB but the budget is "
+                f"{self.budget_bytes / MB:.0f} MB ({unevictable / MB:.0f} MB pinned or reserved)",
+                {"model": name, "estimate_bytes": estimate, "budget_bytes": self.budget_bytes,
+                 "pinned_or_reserved_bytes": unevictable},
+            )
+        deadline = self.clock() + self.config.admission_timeout_s
+        own = self.estimate_bytes(state)  # already counted in used_bytes while LOADING
+        while True:
+            for victim in self._eviction_order(exclude=state):
+                if self.used_bytes() - own + estimate <= self.budget_bytes:
+                    break
+                if not victim.idle:  # leased while an earlier victim was unloading
+                    continue
+                await self._unload(victim, kind="evict", reason=f"make room for {name}")
+            if self.used_bytes() - own + estimate <= self.budget_bytes:
+                return
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                busy = [s.spec.name for s in self.states.values() if s.refcount > 0]
+                raise ServiceBusy(
+                    f"no room for {name!r}: models in use hold the budget ({', '.join(busy)})",
+                    {"model": name, "busy_models": busy, "used_bytes": self.used_bytes(),
+                     "budget_bytes": self.budget_bytes},
+                    retry_after=max(1.0, self.config.admission_timeout_s / 2),
+                )
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), timeout=min(remaining, 1.0))
+
+    # --- unloading ---------------------------------------------------------------------------
+
+    async def load(self, name: str, reason: str = "requested") -> dict[str, Any]:
+        """Load without leasing (the /models/load endpoint). Idempotent."""
+        state = self.state(name)
+        if state.status is Status.LOADED:
+            return {"model_id": name, "status": "already_loaded", "bytes": state.measured_bytes}
+        if state.transition is not None:
+            await asyncio.shield(state.transition)
+        else:
+            await self._load_single_flight(state, reason)
+        return {
+            "model_id": name, "status": "loaded", "seconds": state.last_load_seconds,
+            "bytes": state.measured_bytes,
+            "peak_bytes": state.footprint.peak_bytes if state.footprint else None,
+        }
+
+    async def unload(self, name: str, reason: str = "requested") -> dict[str, Any]:
+        """Unload now. A model in use is refused (409) rather than pulled from under a request."""
+        state = self.state(name)
+        if state.transition is not None:
+            await asyncio.shield(state.transition)
+        if state.status is not Status.LOADED:
+            return {"model_id": name, "status": "not_loaded"}
+        if state.refcount > 0:
+            raise ModelInUse(
+                f"model {name!r} is in use by {state.refcount} request(s); retry when they finish",
+                {"refcount": state.refcount}, retry_after=1,
+            )
+        event = await self._unload(state, kind="unload", reason=reason)
+        return {"model_id": name, "status": "unloaded", **event.details, "seconds": event.seconds}
+
+    async def _unload(self, state: ModelState, kind: str, reason: str) -> Event:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.transition, state.status = future, Status.UNLOADING
+        holder = [state.adapter] if state.adapter is not None else []
+        state.adapter = None
+        expected = state.footprint.bytes if state.footprint else 0
+        started = time.perf_counter()
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self._loader, unload_verified, holder, expected, self.probe
+            )
+        finally:
+            state.status, state.footprint, state.transition = Status.UNLOADED, None, None
+            future.set_result(None)
+            self._room.set()
+        details = {
+            "recovered_bytes": outcome.recovered_bytes, "expected_bytes": expected,
+            "rss_delta": outcome.rss_delta, "leaked_modules": outcome.leaked_modules,
+            "verified": outcome.verified,
+        }
+        event = self.events.record(
+            Event(kind, state.spec.name, reason, time.perf_counter() - started,
+                  outcome.recovered_bytes, details)
+        )
+        if not outcome.verified:
+            self.events.record(
+                Event("unload_incomplete", state.spec.name, "memory did not come back",
+                      bytes=expected - outcome.recovered_bytes, details=details)
+            )
+        return event
+
+    async def reap_expired(self) -> list[str]:
+        """Unload idle models whose keep-alive ran out. Returns their names."""
+        now = self.clock()
+        expired = [
+            s for s in self.states.values()
+            if s.idle and not s.pinned and now - s.last_used >= s.keep_alive
+        ]
+        for state in expired:
+            if state.idle:  # may have been leased while an earlier one unloaded
+                await self._unload(state, kind="unload", reason="keep_alive expired")
+        return [s.spec.name for s in expired]
+
+    async def _reap_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap_expired()
+            except Exception:
+                log.exception("keep-alive reaper failed")
+
+    # --- reporting ---------------------------------------------------------------------------
+
+    def loaded_models(self) -> list[str]:
+        return [n for n, s in self.states.items() if s.status is Status.LOADED]
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        state = self.state(name)
+        spec = state.spec
+        source = self.source(spec)
+        expires = None
+        if state.status is Status.LOADED and not state.pinned and state.refcount == 0:
+            expires = max(0.0, state.keep_alive - (self.clock() - state.last_used))
+        info: dict[str, Any] = {
+            "status": state.status.value,
+            "category": spec.category,
+            "family": spec.family,
+            "framework": spec.framework,
+            "model_id": spec.model_id,
+            "enabled": spec.enabled,
+            "available": spec.enabled and source is not None,
+            "vram_mb_estimate": spec.vram_mb,
+            "memory_mb_measured": None if state.measured_bytes is None else state.measured_bytes / MB,
+            "peak_mb_measured": state.footprint.peak_bytes / MB if state.footprint else None,
+            "load_count": state.load_count,
+            "last_load_seconds": state.last_load_seconds,
+            "in_use": state.refcount,
+            "pinned": state.pinned,
+            "keep_alive_seconds": state.keep_alive,
+            "expires_in_seconds": expires,
+            "last_error": state.last_error,
+        }
+        if source is None and spec.enabled:
+            info["fetch_with"] = catalog.pull_command(spec)
+        return info

@@ -1,0 +1,1 @@
+"""Task pipelines: turn a request into model work through the manager."""

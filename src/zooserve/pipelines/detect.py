@@ -1,0 +1,106 @@
+"""Detection: frames of one video (or image) through the selected detector, batched."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import supervision as sv
+
+from zooserve.errors import InvalidInput
+from zooserve.families.base import Detector
+from zooserve.manager import ModelManager
+from zooserve.media import MediaSource, resolve_media_path
+
+TASK = "object_detection"
+log = logging.getLogger("zooserve.pipelines.detect")
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    frame_number: int
+    timestamp: float  # seconds
+    detections: sv.Detections
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    model: str
+    frames: list[FrameDetections]
+    processing_time: float  # seconds, decode + inference
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    prompts: list[str] | None
+
+
+def selected_model(manager: ModelManager, task: str, requested: str | None) -> str:
+    """The request's model, else the task's `selected` one, else its first available option.
+
+    An explicitly requested model never falls back: its absence is the caller's error. The
+    task default falls back so a fresh offline install serves with the models that ship in
+    packages until hub models are pulled.
+    """
+    if requested is not None:
+        manager.state(requested)  # ModelNotFound listing every model
+        return requested
+    spec = manager.config.tasks.get(task)  # type: ignore[call-overload]
+    if spec is None:
+        raise InvalidInput(f"task {task!r} is not configured; pass a model explicitly")
+    if manager.available(spec.selected):
+        return str(spec.selected)
+    for option in spec.options:
+        if manager.available(option):
+            log.warning("%s: %s is not available, using %s", task, spec.selected, option)
+            return str(option)
+    return str(spec.selected)  # loading it raises the clear "not present" error
+
+
+async def detect(
+    manager: ModelManager,
+    video_path: str,
+    frame_numbers: Sequence[int],
+    *,
+    model: str | None = None,
+    confidence_threshold: float = 0.3,
+    prompts: Sequence[str] | None = None,
+) -> DetectResult:
+    """Decode the frames, lease the detector once, and run it in batches."""
+    started = time.perf_counter()
+    name = selected_model(manager, TASK, model)
+    path = resolve_media_path(manager.config.media_dir, video_path)
+    if len(frame_numbers) > manager.config.max_frames_per_request:
+        raise InvalidInput(
+            f"{len(frame_numbers)} frames requested; the limit is "
+            f"{manager.config.max_frames_per_request}",
+            {"limit": manager.config.max_frames_per_request},
+        )
+    with MediaSource.open(path) as source:
+        frames = await asyncio.to_thread(source.read, list(frame_numbers))
+        info = (source.width, source.height, source.fps, source.frame_count)
+    async with manager.use(name) as adapter:
+        if not isinstance(adapter, Detector):
+            raise InvalidInput(f"model {name!r} is a {adapter.kind}, not a detector")
+        queries: list[str] | None = None
+        if adapter.open_vocabulary:
+            queries = [p.strip() for p in (prompts or manager.config.default_prompts) if p.strip()]
+            if not queries:
+                raise InvalidInput("prompts must contain at least one non-empty text query")
+        batch_size = int(adapter.spec.options.get("batch_size", 8))
+        results: list[sv.Detections] = []
+        for start in range(0, len(frames), batch_size):
+            images = [f.image for f in frames[start : start + batch_size]]
+            results += await manager.infer(adapter.detect, images, queries, confidence_threshold)
+    return DetectResult(
+        model=name,
+        frames=[
+            FrameDetections(f.number, f.timestamp, d) for f, d in zip(frames, results, strict=True)
+        ],
+        processing_time=time.perf_counter() - started,
+        width=info[0], height=info[1], fps=info[2], frame_count=info[3],
+        prompts=queries,
+    )

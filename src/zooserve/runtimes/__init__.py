@@ -1,0 +1,1 @@
+"""How weights become callables: device/dtype choice and memory accounting per runtime."""
