@@ -34,12 +34,19 @@ def write(tmp_path: Path, data: dict) -> Path:
 def test_shipped_config_is_valid_and_lists_the_zoo() -> None:
     config = load_config(SHIPPED)
     assert set(config.tasks) == {
-        "object_detection", "video_tracking", "video_summarization", "ontology_augmentation"
+        "object_detection",
+        "video_tracking",
+        "video_summarization",
+        "ontology_augmentation",
     }
     assert {"owlv2-base", "grounding-dino-base", "florence-2-large", "yolo-world-v2"} <= set(
         config.tasks["object_detection"].options
     )
-    zoo = [n for n, m in config.models.items() if m.category not in {"tracking", "summarization", "ontology"}]
+    zoo = [
+        n
+        for n, m in config.models.items()
+        if m.category not in {"tracking", "summarization", "ontology"}
+    ]
     assert len(zoo) >= 23
     assert config.models["yolo26-general"].enabled is False
     # The OpenCV detectors ship inside opencv-python-headless 4.14, so they are available offline.
@@ -52,7 +59,10 @@ def test_shipped_config_is_valid_and_lists_the_zoo() -> None:
     [
         (lambda c: c.update(colour="blue"), "colour: unknown key"),
         (lambda c: c["models"]["face"].update(vram=1), "models.face.vram: unknown key"),
-        (lambda c: c.update(device="gpu"), "device: Value error, expected auto, cpu, cuda or cuda:N"),
+        (
+            lambda c: c.update(device="gpu"),
+            "device: Value error, expected auto, cpu, cuda or cuda:N",
+        ),
         (
             lambda c: c["tasks"]["object_detection"].update(selected="other"),
             "tasks.object_detection: Value error, selected 'other' is not among options",
@@ -62,8 +72,14 @@ def test_shipped_config_is_valid_and_lists_the_zoo() -> None:
             "names 'ghost', which is not under models:",
         ),
         (lambda c: c["models"]["face"].update(keep_alive="soon"), "models.face.keep_alive"),
-        (lambda c: c["models"]["face"].pop("model_id"), "models.face.model_id: required key is missing"),
-        (lambda c: c["tasks"].update(dancing={"selected": "face", "options": ["face"]}), "tasks.dancing"),
+        (
+            lambda c: c["models"]["face"].pop("model_id"),
+            "models.face.model_id: required key is missing",
+        ),
+        (
+            lambda c: c["tasks"].update(dancing={"selected": "face", "options": ["face"]}),
+            "tasks.dancing",
+        ),
     ],
 )
 def test_config_mistakes_name_file_and_key(tmp_path: Path, mutate, expected: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 import supervision as sv
 import torch
 
-from zooserve.catalog import Config, ModelSpec
+from zooserve.catalog import Config
 from zooserve.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, ModelNotFound, ServiceBusy
 from zooserve.families.base import Detector, make_detections
 from zooserve.manager import ModelManager, Status
@@ -59,14 +59,21 @@ class Clock:
         return self.now
 
 
-def make_manager(tmp_path: Path, budget_mb: float, models: dict[str, dict], **kw: Any) -> ModelManager:
+def make_manager(
+    tmp_path: Path, budget_mb: float, models: dict[str, dict], **kw: Any
+) -> ModelManager:
     specs = {
         name: {"model_id": str(tmp_path), "family": "sized", "options": opts.pop("options"), **opts}
         for name, opts in ((n, dict(o)) for n, o in models.items())
     }
     config = Config.model_validate(
-        {"device": "cpu", "memory_budget_mb": budget_mb, "admission_timeout_s": kw.pop("timeout", 0.5),
-         "models": specs, "base_dir": tmp_path}
+        {
+            "device": "cpu",
+            "memory_budget_mb": budget_mb,
+            "admission_timeout_s": kw.pop("timeout", 0.5),
+            "models": specs,
+            "base_dir": tmp_path,
+        }
     )
     SizedModel.loads = []
     return ModelManager(
@@ -94,6 +101,7 @@ async def test_concurrent_first_uses_share_one_load(tmp_path: Path) -> None:
     manager = make_manager(tmp_path, 10, {"a": model(1)})
     SizedModel.gate = threading.Event()
     try:
+
         async def call() -> int:
             async with manager.use("a") as adapter:
                 return id(adapter)
@@ -119,7 +127,9 @@ async def test_budget_for_one_model_evicts_the_idle_one(tmp_path: Path) -> None:
     evictions = [e for e in manager.events.recent() if e.kind == "evict"]
     assert [e.model for e in evictions] == ["a"]
     assert evictions[0].reason == "make room for b"
-    assert evictions[0].details["verified"] and evictions[0].bytes == pytest.approx(2 * MB, rel=0.01)
+    assert evictions[0].details["verified"] and evictions[0].bytes == pytest.approx(
+        2 * MB, rel=0.01
+    )
     assert manager.used_bytes() <= manager.budget_bytes
     await manager.close()
 
@@ -139,7 +149,8 @@ async def test_estimate_too_low_is_corrected_after_measuring(tmp_path: Path) -> 
 async def test_least_recently_used_goes_first_and_pins_stay(tmp_path: Path) -> None:
     clock = Clock()
     manager = make_manager(
-        tmp_path, 4.5,
+        tmp_path,
+        4.5,
         {"pin": model(1, keep_alive=-1), "old": model(1), "new": model(1), "big": model(2)},
         clock=clock,
     )
@@ -212,7 +223,12 @@ async def test_failed_load_leaves_no_state_and_can_be_retried(tmp_path: Path) ->
     assert all(isinstance(r, ModelLoadFailed) for r in results)
     assert "corrupt weights" in results[0].message
     state = manager.state("bad")
-    assert (state.status, state.refcount, state.waiting, state.adapter) == (Status.UNLOADED, 0, 0, None)
+    assert (state.status, state.refcount, state.waiting, state.adapter) == (
+        Status.UNLOADED,
+        0,
+        0,
+        None,
+    )
     assert manager.used_bytes() == 0
     assert manager.events.count("load_failed", "bad") == 1
     # Fix the weights: the next request loads.
@@ -251,7 +267,9 @@ async def test_leaked_reference_is_reported_as_unload_incomplete(tmp_path: Path)
 async def test_keep_alive_expiry_unloads_idle_models(tmp_path: Path) -> None:
     clock = Clock()
     manager = make_manager(
-        tmp_path, 10, {"short": model(1, keep_alive="30s"), "long": model(1, keep_alive="1h")},
+        tmp_path,
+        10,
+        {"short": model(1, keep_alive="30s"), "long": model(1, keep_alive="1h")},
         clock=clock,
     )
     for name in ("short", "long"):

@@ -14,9 +14,10 @@ def annotate(image: np.ndarray, detections: sv.Detections) -> np.ndarray:
     names = detections.data.get("class_name", [""] * len(detections))
     scores = detections.confidence if detections.confidence is not None else [1.0] * len(detections)
     labels = [f"{n} {s:.2f}" for n, s in zip(names, scores, strict=True)]
-    scene = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    scene: np.ndarray = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     scene = sv.BoxAnnotator(thickness=2).annotate(scene.copy(), detections)
-    scene = sv.LabelAnnotator(text_scale=0.5, text_padding=3).annotate(scene, detections, labels)
+    labeller = sv.LabelAnnotator(text_scale=0.5, text_padding=3)
+    scene = labeller.annotate(scene, detections, labels)
     return cv2.cvtColor(scene, cv2.COLOR_BGR2RGB)
 
 

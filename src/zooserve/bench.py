@@ -47,23 +47,30 @@ async def _measure(manager: ModelManager, name: str, images: list[Any]) -> dict[
     unload = await manager.unload(name, reason="benchmark")
     memory_mb = (load["bytes"] or 0) / MB
     row = {
-        "model": name, "family": state.spec.family, "device": manager.device,
+        "model": name,
+        "family": state.spec.family,
+        "device": manager.device,
         "method": state.footprint.method if state.footprint else "tensor_bytes",
-        "memory_mb": round(memory_mb, 2), "peak_mb": round((load.get("peak_bytes") or 0) / MB, 2),
-        "estimate_mb": state.spec.vram_mb, "load_seconds": round(load["seconds"] or 0, 3),
+        "memory_mb": round(memory_mb, 2),
+        "peak_mb": round((load.get("peak_bytes") or 0) / MB, 2),
+        "estimate_mb": state.spec.vram_mb,
+        "load_seconds": round(load["seconds"] or 0, 3),
         "seconds_per_frame": round(per_frame, 4),
         "recovered_mb": round(unload.get("recovered_bytes", 0) / MB, 2),
         "rss_delta_mb_on_unload": round(unload.get("rss_delta", 0) / MB, 2),
         "verified_unload": bool(unload.get("verified")),
     }
     row["meets_criteria"] = (
-        memory_mb < CRITERIA["memory_mb"] and row["load_seconds"] < CRITERIA["load_seconds"]
+        memory_mb < CRITERIA["memory_mb"]
+        and row["load_seconds"] < CRITERIA["load_seconds"]
         and row["verified_unload"]
     )
     return row
 
 
-async def _in_process_throughput(manager: ModelManager, name: str, images: list[Any], reps: int) -> float:
+async def _in_process_throughput(
+    manager: ModelManager, name: str, images: list[Any], reps: int
+) -> float:
     async with manager.use(name) as adapter:
         assert isinstance(adapter, Detector)
         prompts = manager.config.default_prompts if adapter.open_vocabulary else None
@@ -74,7 +81,12 @@ async def _in_process_throughput(manager: ModelManager, name: str, images: list[
 
 
 def _http_throughput(url: str, name: str, video: str, numbers: list[int], reps: int) -> float:
-    body = {"video_path": video, "frame_numbers": numbers, "model": name, "confidence_threshold": 0.3}
+    body = {
+        "video_path": video,
+        "frame_numbers": numbers,
+        "model": name,
+        "confidence_threshold": 0.3,
+    }
     with httpx.Client(timeout=600) as client:
         client.post(f"{url}/api/detect", json=body).raise_for_status()  # load + warm
         started = time.perf_counter()
@@ -83,7 +95,9 @@ def _http_throughput(url: str, name: str, video: str, numbers: list[int], reps: 
         return reps * len(numbers) / (time.perf_counter() - started)
 
 
-def run_bench(config: Config, models: list[str], frames: int, out: Path, console: Console) -> dict[str, Any]:
+def run_bench(
+    config: Config, models: list[str], frames: int, out: Path, console: Console
+) -> dict[str, Any]:
     samples = install_samples(config.media_dir)
     video = "samples/bikes.mp4"
     with MediaSource.open(samples["bikes.mp4"]) as media:
@@ -104,8 +118,14 @@ def run_bench(config: Config, models: list[str], frames: int, out: Path, console
     rows, target, in_process = asyncio.run(per_model())
     with BackgroundServer(config) as server:
         over_http = _http_throughput(server.url, target, video, numbers, reps=3)
-    ratio = {"model": target, "frames": len(numbers), "in_process_fps": round(in_process, 2),
-             "http_fps": round(over_http, 2), "ratio": round(over_http / in_process, 3), "goal": 0.95}
+    ratio = {
+        "model": target,
+        "frames": len(numbers),
+        "in_process_fps": round(in_process, 2),
+        "http_fps": round(over_http, 2),
+        "ratio": round(over_http / in_process, 3),
+        "goal": 0.95,
+    }
     report = {"models": rows, "http_vs_in_process": ratio, "criteria": CRITERIA}
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2))
@@ -127,6 +147,9 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
     r = report["http_vs_in_process"]
-    lines += ["", f"HTTP /api/detect vs in-process on {r['frames']} frames ({r['model']}): "
-              f"{r['http_fps']} fps / {r['in_process_fps']} fps = **{r['ratio']}** (goal >= {r['goal']})"]
+    lines += [
+        "",
+        f"HTTP /api/detect vs in-process on {r['frames']} frames ({r['model']}): "
+        f"{r['http_fps']} fps / {r['in_process_fps']} fps = **{r['ratio']}** (goal >= {r['goal']})",
+    ]
     return "\n".join(lines) + "\n"

@@ -125,8 +125,8 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _link_names(self) -> Config:
-        for name, spec in self.models.items():
-            spec.name = name
+        for name, model in self.models.items():
+            model.name = name
         for task, spec in self.tasks.items():
             for option in spec.options:
                 if option not in self.models:
@@ -165,8 +165,13 @@ def _env_overrides() -> dict[str, Any]:
     """`ZOOSERVE_<KEY>` overrides a top-level key; values are parsed as YAML scalars."""
     overrides: dict[str, Any] = {}
     scalar_keys = {
-        "device", "memory_budget_mb", "media_root", "model_zoo_path", "default_keep_alive",
-        "admission_timeout_s", "max_frames_per_request",
+        "device",
+        "memory_budget_mb",
+        "media_root",
+        "model_zoo_path",
+        "default_keep_alive",
+        "admission_timeout_s",
+        "max_frames_per_request",
     }
     for key in scalar_keys:
         raw = os.environ.get(f"ZOOSERVE_{key.upper()}")

@@ -15,13 +15,18 @@ from rich.table import Table
 from zooserve.catalog import Config, load_config
 from zooserve.errors import ConfigError
 
-app = typer.Typer(help="zooserve: a zoo of vision and language models behind one HTTP service.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="zooserve: a zoo of vision and language models behind one HTTP service.",
+    no_args_is_help=True,
+)
 models_app = typer.Typer(help="Inspect and fetch the configured models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console()
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="config YAML (default: $ZOOSERVE_CONFIG or config/models.yaml)")
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="config YAML (default: $ZOOSERVE_CONFIG or config/models.yaml)"
+    ),
 ]
 
 
@@ -34,7 +39,9 @@ def _config(path: Path | None) -> Config:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -57,7 +64,9 @@ def serve(
 def demo(
     config: ConfigOption = None,
     port: Annotated[int, typer.Option(help="TCP port of the demo server")] = 8000,
-    out: Annotated[Path, typer.Option(help="where annotated frames are written")] = Path("out/demo"),
+    out: Annotated[Path, typer.Option(help="where annotated frames are written")] = Path(
+        "out/demo"
+    ),
     once: Annotated[bool, typer.Option("--once", help="exit after showing the result")] = False,
 ) -> None:
     """Start the service, detect on sample media over HTTP, and write annotated frames."""
@@ -70,11 +79,15 @@ def demo(
 @app.command()
 def bench(
     config: ConfigOption = None,
-    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="model(s) to measure")] = None,
+    models: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="model(s) to measure")
+    ] = None,
     frames: Annotated[int, typer.Option(help="frames per model")] = 8,
-    out: Annotated[Path, typer.Option(help="directory for bench.md and bench.json")] = Path("out/bench"),
+    out: Annotated[Path, typer.Option(help="directory for bench.md and bench.json")] = Path(
+        "out/bench"
+    ),
 ) -> None:
-    """Measure memory, load time, inference time and unload recovery per model; HTTP/in-process ratio."""
+    """Per model: memory, load and inference time, unload recovery; then HTTP/in-process."""
     from zooserve.bench import run_bench
 
     _logging("warning")
@@ -93,21 +106,40 @@ def models_list(
     rows = []
     for name, spec in cfg.models.items():
         source = catalog.locate(cfg, spec)
-        rows.append({
-            "name": name, "family": catalog.infer_family(cfg, spec, source), "category": spec.category,
-            "framework": spec.framework, "vram_mb": spec.vram_mb, "enabled": spec.enabled,
-            "available": spec.enabled and source is not None,
-            "fetch_with": None if source else catalog.pull_command(spec),
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": catalog.infer_family(cfg, spec, source),
+                "category": spec.category,
+                "framework": spec.framework,
+                "vram_mb": spec.vram_mb,
+                "enabled": spec.enabled,
+                "available": spec.enabled and source is not None,
+                "fetch_with": None if source else catalog.pull_command(spec),
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table("name", "family", "category", "framework", "est. MB", "available")
     for row in rows:
-        mark = "[green]yes[/green]" if row["available"] else (
-            "[dim]disabled[/dim]" if not row["enabled"] else f"[yellow]no[/yellow] ({row['fetch_with']})")
-        table.add_row(row["name"], str(row["family"]), row["category"], row["framework"],
-                      f"{row['vram_mb'] or ''}", mark)
+        mark = (
+            "[green]yes[/green]"
+            if row["available"]
+            else (
+                "[dim]disabled[/dim]"
+                if not row["enabled"]
+                else f"[yellow]no[/yellow] ({row['fetch_with']})"
+            )
+        )
+        table.add_row(
+            str(row["name"]),
+            str(row["family"]),
+            str(row["category"]),
+            str(row["framework"]),
+            f"{row['vram_mb'] or ''}",
+            mark,
+        )
     console.print(table)
 
 

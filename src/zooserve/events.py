@@ -33,11 +33,17 @@ class EventLog:
 
     def record(self, event: Event) -> Event:
         self._events.append(event)
-        level = logging.WARNING if event.kind in {"load_failed", "unload_incomplete"} else logging.INFO
+        level = (
+            logging.WARNING if event.kind in {"load_failed", "unload_incomplete"} else logging.INFO
+        )
         log.log(
             level,
             "%s %s (%s) seconds=%s bytes=%s",
-            event.kind, event.model, event.reason, event.seconds, event.bytes,
+            event.kind,
+            event.model,
+            event.reason,
+            event.seconds,
+            event.bytes,
             extra={"event": event.to_dict()},
         )
         return event
@@ -47,4 +53,6 @@ class EventLog:
         return events[-limit:]
 
     def count(self, kind: str, model: str | None = None) -> int:
-        return sum(1 for e in self._events if e.kind == kind and (model is None or e.model == model))
+        return sum(
+            1 for e in self._events if e.kind == kind and (model is None or e.model == model)
+        )

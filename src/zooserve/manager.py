@@ -36,7 +36,14 @@ from zooserve.errors import (
 from zooserve.events import Event, EventLog
 from zooserve.families import adapter_class
 from zooserve.families.base import ModelAdapter
-from zooserve.memory import MB, LoadFootprint, MemoryProbe, load_measured, probe_for, unload_verified
+from zooserve.memory import (
+    MB,
+    LoadFootprint,
+    MemoryProbe,
+    load_measured,
+    probe_for,
+    unload_verified,
+)
 from zooserve.runtimes.torch_runtime import resolve_device
 
 log = logging.getLogger("zooserve.manager")
@@ -107,7 +114,9 @@ class ModelManager:
             name: ModelState(spec, config.keep_alive_for(spec))
             for name, spec in config.models.items()
         }
-        self.reservations: dict[str, int] = {}  # tracking sessions, engines: bytes held outside models
+        self.reservations: dict[
+            str, int
+        ] = {}  # tracking sessions, engines: bytes held outside models
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="zooserve-loader")
         self._inference = ThreadPoolExecutor(inference_workers, thread_name_prefix="zooserve-infer")
         self._load_lock = asyncio.Lock()
@@ -257,9 +266,17 @@ class ModelManager:
         state.status = Status.LOADED
         self.events.record(
             Event(
-                "load", spec.name, reason, seconds, footprint.bytes,
-                {"estimate_bytes": estimate, "peak_bytes": footprint.peak_bytes,
-                 "rss_delta": footprint.rss_delta, "method": footprint.method},
+                "load",
+                spec.name,
+                reason,
+                seconds,
+                footprint.bytes,
+                {
+                    "estimate_bytes": estimate,
+                    "peak_bytes": footprint.peak_bytes,
+                    "rss_delta": footprint.rss_delta,
+                    "method": footprint.method,
+                },
             )
         )
 
@@ -280,8 +297,9 @@ class ModelManager:
                 self._record_failure(state, started, exc)
                 if attempt == 2:
                     raise ServiceBusy(
-                        f"out of memory loading {state.spec.name!r} even after evicting idle models",
-                        {"estimate_bytes": estimate}, retry_after=30,
+                        f"out of memory loading {state.spec.name!r} after evicting idle models",
+                        {"estimate_bytes": estimate},
+                        retry_after=30,
                     ) from exc
                 for victim in self._eviction_order(exclude=state):
                     if victim.idle:
@@ -319,7 +337,9 @@ class ModelManager:
         """Idle, unpinned models: expired keep-alive first, then least recently used;
         among equals, the one that is cheaper to reload goes first."""
         now = self.clock()
-        candidates = [s for s in self.states.values() if s.idle and not s.pinned and s is not exclude]
+        candidates = [
+            s for s in self.states.values() if s.idle and not s.pinned and s is not exclude
+        ]
         return sorted(
             candidates,
             key=lambda s: (
@@ -339,23 +359,32 @@ class ModelManager:
                 )
         if self.used_bytes() > self.budget_bytes:
             self.events.record(
-                Event("over_budget", state.spec.name, "measured size exceeds the estimate and "
-                      "busy models hold the rest", bytes=self.used_bytes() - self.budget_bytes)
+                Event(
+                    "over_budget",
+                    state.spec.name,
+                    "measured size exceeds the estimate and busy models hold the rest",
+                    bytes=self.used_bytes() - self.budget_bytes,
+                )
             )
 
     async def _admit(self, state: ModelState, estimate: int) -> None:
         """Make room for `estimate` bytes: evict idle models, wait (bounded) for busy ones."""
         name = state.spec.name
         unevictable = sum(
-            s.footprint.bytes for s in self.states.values()
+            s.footprint.bytes
+            for s in self.states.values()
             if s.footprint and s.pinned and s.status is Status.LOADED
         ) + sum(self.reservations.values())
         if estimate > self.budget_bytes - unevictable:
             raise BudgetExceeded(
                 f"model {name!r} needs about {estimate / MB:.0f} MB but the budget is "
                 f"{self.budget_bytes / MB:.0f} MB ({unevictable / MB:.0f} MB pinned or reserved)",
-                {"model": name, "estimate_bytes": estimate, "budget_bytes": self.budget_bytes,
-                 "pinned_or_reserved_bytes": unevictable},
+                {
+                    "model": name,
+                    "estimate_bytes": estimate,
+                    "budget_bytes": self.budget_bytes,
+                    "pinned_or_reserved_bytes": unevictable,
+                },
             )
         deadline = self.clock() + self.config.admission_timeout_s
         own = self.estimate_bytes(state)  # already counted in used_bytes while LOADING
@@ -373,8 +402,12 @@ class ModelManager:
                 busy = [s.spec.name for s in self.states.values() if s.refcount > 0]
                 raise ServiceBusy(
                     f"no room for {name!r}: models in use hold the budget ({', '.join(busy)})",
-                    {"model": name, "busy_models": busy, "used_bytes": self.used_bytes(),
-                     "budget_bytes": self.budget_bytes},
+                    {
+                        "model": name,
+                        "busy_models": busy,
+                        "used_bytes": self.used_bytes(),
+                        "budget_bytes": self.budget_bytes,
+                    },
                     retry_after=max(1.0, self.config.admission_timeout_s / 2),
                 )
             self._room.clear()
@@ -393,7 +426,9 @@ class ModelManager:
         else:
             await self._load_single_flight(state, reason)
         return {
-            "model_id": name, "status": "loaded", "seconds": state.last_load_seconds,
+            "model_id": name,
+            "status": "loaded",
+            "seconds": state.last_load_seconds,
             "bytes": state.measured_bytes,
             "peak_bytes": state.footprint.peak_bytes if state.footprint else None,
         }
@@ -408,7 +443,8 @@ class ModelManager:
         if state.refcount > 0:
             raise ModelInUse(
                 f"model {name!r} is in use by {state.refcount} request(s); retry when they finish",
-                {"refcount": state.refcount}, retry_after=1,
+                {"refcount": state.refcount},
+                retry_after=1,
             )
         event = await self._unload(state, kind="unload", reason=reason)
         return {"model_id": name, "status": "unloaded", **event.details, "seconds": event.seconds}
@@ -429,18 +465,31 @@ class ModelManager:
             future.set_result(None)
             self._room.set()
         details = {
-            "recovered_bytes": outcome.recovered_bytes, "expected_bytes": expected,
-            "rss_delta": outcome.rss_delta, "leaked_modules": outcome.leaked_modules,
+            "recovered_bytes": outcome.recovered_bytes,
+            "expected_bytes": expected,
+            "rss_delta": outcome.rss_delta,
+            "leaked_modules": outcome.leaked_modules,
             "verified": outcome.verified,
         }
         event = self.events.record(
-            Event(kind, state.spec.name, reason, time.perf_counter() - started,
-                  outcome.recovered_bytes, details)
+            Event(
+                kind,
+                state.spec.name,
+                reason,
+                time.perf_counter() - started,
+                outcome.recovered_bytes,
+                details,
+            )
         )
         if not outcome.verified:
             self.events.record(
-                Event("unload_incomplete", state.spec.name, "memory did not come back",
-                      bytes=expected - outcome.recovered_bytes, details=details)
+                Event(
+                    "unload_incomplete",
+                    state.spec.name,
+                    "memory did not come back",
+                    bytes=expected - outcome.recovered_bytes,
+                    details=details,
+                )
             )
         return event
 
@@ -448,7 +497,8 @@ class ModelManager:
         """Unload idle models whose keep-alive ran out. Returns their names."""
         now = self.clock()
         expired = [
-            s for s in self.states.values()
+            s
+            for s in self.states.values()
             if s.idle and not s.pinned and now - s.last_used >= s.keep_alive
         ]
         for state in expired:
@@ -485,7 +535,9 @@ class ModelManager:
             "enabled": spec.enabled,
             "available": spec.enabled and source is not None,
             "vram_mb_estimate": spec.vram_mb,
-            "memory_mb_measured": None if state.measured_bytes is None else state.measured_bytes / MB,
+            "memory_mb_measured": None
+            if state.measured_bytes is None
+            else state.measured_bytes / MB,
             "peak_mb_measured": state.footprint.peak_bytes / MB if state.footprint else None,
             "load_count": state.load_count,
             "last_load_seconds": state.last_load_seconds,

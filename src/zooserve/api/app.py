@@ -26,7 +26,9 @@ def create_app(config: Config, manager: ModelManager | None = None) -> FastAPI:
         await app.state.manager.start()
         log.info(
             "zooserve ready: device=%s budget=%.0f MB models=%d",
-            app.state.manager.device, app.state.manager.budget_bytes / 2**20, len(config.models),
+            app.state.manager.device,
+            app.state.manager.budget_bytes / 2**20,
+            len(config.models),
         )
         try:
             yield

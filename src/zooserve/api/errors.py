@@ -25,7 +25,11 @@ def error_response(
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
+        {
+            "location": ".".join(str(p) for p in err["loc"]),
+            "message": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors()
     ]
 
@@ -41,7 +45,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = _validation_details(exc)
         where = ", ".join(f"{d['location']}: {d['message']}" for d in details[:5])
-        return error_response(422, "invalid_request", f"invalid request: {where}", {"errors": details})
+        return error_response(
+            422, "invalid_request", f"invalid request: {where}", {"errors": details}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import BBox, Detection, DetectRequest, DetectResponse, FrameResult, VideoInfo
+from zooserve.api.schemas import (
+    BBox,
+    Detection,
+    DetectRequest,
+    DetectResponse,
+    FrameResult,
+    VideoInfo,
+)
 from zooserve.pipelines.detect import DetectResult, detect
 
 router = APIRouter(prefix="/api")
@@ -22,8 +29,11 @@ def to_response(result: DetectResult) -> DetectResponse:
                 frame_number=frame.frame_number,
                 timestamp=round(frame.timestamp, 6),
                 detections=[
-                    Detection(label=str(label), confidence=float(score),
-                              bbox=BBox(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3])))
+                    Detection(
+                        label=str(label),
+                        confidence=float(score),
+                        bbox=BBox(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3])),
+                    )
                     for b, score, label in zip(d.xyxy, scores, names, strict=True)
                 ],
             )
@@ -32,8 +42,9 @@ def to_response(result: DetectResult) -> DetectResponse:
         model=result.model,
         frames=frames,
         processing_time=result.processing_time,
-        video=VideoInfo(width=result.width, height=result.height, fps=result.fps,
-                        frame_count=result.frame_count),
+        video=VideoInfo(
+            width=result.width, height=result.height, fps=result.fps, frame_count=result.frame_count
+        ),
         prompts=result.prompts,
     )
 

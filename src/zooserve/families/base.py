@@ -71,9 +71,15 @@ class ModelAdapter(ABC):
         path = Path(source)
         if not path.exists():
             return None
-        files = [path] if path.is_file() else [
-            p for p in path.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt", ".pth", ".onnx"}
-        ]
+        files = (
+            [path]
+            if path.is_file()
+            else [
+                p
+                for p in path.rglob("*")
+                if p.suffix in {".safetensors", ".bin", ".pt", ".pth", ".onnx"}
+            ]
+        )
         size = sum(p.stat().st_size for p in files)
         # Checkpoints here are fp32; half precision on CUDA halves them.
         return size // 2 if device.startswith("cuda") else size

@@ -191,9 +191,11 @@ class Florence2Detector(Detector):
                 do_sample=False,
                 logits_processor=LogitsProcessorList([recorder]),
             )
-            probabilities = torch.stack(recorder.steps, dim=1) if recorder.steps else None
-            if probabilities is None:
-                probabilities = torch.zeros(sequences.shape[0], 0)
+            probabilities = (
+                torch.stack(recorder.steps, dim=1)
+                if recorder.steps
+                else torch.zeros(sequences.shape[0], 0)
+            )
             generations.append(
                 Florence2Generation(sequences=sequences.cpu(), probabilities=probabilities.cpu())
             )

@@ -26,8 +26,9 @@ def opencv_source(model_id: str) -> str | None:
     """Local source for an `opencv:` model id, or None when the package lacks it."""
     name = model_id.removeprefix("opencv:")
     if name == HOG_ID:
-        return HOG_ID if hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector") else None
-    path = Path(name) if Path(name).is_absolute() else Path(cv2.data.haarcascades) / name
+        return HOG_ID if hasattr(cv2.HOGDescriptor, "getDefaultPeopleDetector") else None
+    cascades = Path(cv2.__file__).parent / "data"  # where the wheel ships its Haar cascades
+    path = Path(name) if Path(name).is_absolute() else cascades / name
     return str(path) if path.is_file() else None
 
 
@@ -39,7 +40,7 @@ class HogPeopleDetector(Detector):
 
     def load(self) -> None:
         self.hog = cv2.HOGDescriptor()
-        self.coefficients = cv2.HOGDescriptor_getDefaultPeopleDetector()
+        self.coefficients = np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32)
         self.hog.setSVMDetector(self.coefficients)
         self.label = str(self.spec.options.get("label", "person"))
 
@@ -96,7 +97,10 @@ class CascadeDetector(Detector):
     def forward(self, batch: Any) -> Any:
         return [
             self.cascade.detectMultiScale3(
-                gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size),
+                gray,
+                scaleFactor=1.1,
+                minNeighbors=5,
+                minSize=(self.min_size, self.min_size),
                 outputRejectLevels=True,
             )
             for gray in batch
@@ -110,6 +114,8 @@ class CascadeDetector(Detector):
             boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]])
             keep = scores >= threshold
             results.append(
-                make_detections(boxes[keep], scores[keep], [self.label] * int(keep.sum()), [self.label])
+                make_detections(
+                    boxes[keep], scores[keep], [self.label] * int(keep.sum()), [self.label]
+                )
             )
         return results

@@ -79,8 +79,9 @@ async def detect(
             f"{manager.config.max_frames_per_request}",
             {"limit": manager.config.max_frames_per_request},
         )
+    unique = list(dict.fromkeys(frame_numbers))  # a repeated frame is decoded and run once
     with MediaSource.open(path) as source:
-        frames = await asyncio.to_thread(source.read, list(frame_numbers))
+        frames = await asyncio.to_thread(source.read, unique)
         info = (source.width, source.height, source.fps, source.frame_count)
     async with manager.use(name) as adapter:
         if not isinstance(adapter, Detector):
@@ -95,12 +96,17 @@ async def detect(
         for start in range(0, len(frames), batch_size):
             images = [f.image for f in frames[start : start + batch_size]]
             results += await manager.infer(adapter.detect, images, queries, confidence_threshold)
+    by_number = {
+        f.number: FrameDetections(f.number, f.timestamp, d)
+        for f, d in zip(frames, results, strict=True)
+    }
     return DetectResult(
         model=name,
-        frames=[
-            FrameDetections(f.number, f.timestamp, d) for f, d in zip(frames, results, strict=True)
-        ],
+        frames=[by_number[n] for n in frame_numbers],
         processing_time=time.perf_counter() - started,
-        width=info[0], height=info[1], fps=info[2], frame_count=info[3],
+        width=info[0],
+        height=info[1],
+        fps=info[2],
+        frame_count=info[3],
         prompts=queries,
     )

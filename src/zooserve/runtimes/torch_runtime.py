@@ -8,7 +8,7 @@ import torch
 
 
 def resolve_device(setting: str) -> str:
-    """Turn the config's `device` (auto | cpu | cuda | cuda:N) into a concrete torch device string."""
+    """The config's `device` (auto, cpu, cuda, cuda:N) as a concrete torch device string."""
     if setting == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if setting == "cuda":

@@ -1,0 +1,232 @@
+"""Florence-2 adapter against a tiny random checkpoint whose decoder is wired to emit two boxes
+(see tests/tiny/florence2.py): parity with the hand-run transformers pipeline, output contract,
+scores and threshold, memory accounting, unload and corrupt weights."""
+
+from __future__ import annotations
+
+import gc
+import re
+import shutil
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+from tests.tiny.florence2 import TARGET_PHRASES
+from zooserve.catalog import ModelSpec
+from zooserve.errors import InvalidInput
+from zooserve.families import adapter_class
+from zooserve.families.florence2 import Florence2Detector
+
+PROMPTS = ["person", "cat"]
+LOC_TOKEN = re.compile(r"<loc_\d+>")
+
+
+def _detector(path: Path, **options: Any) -> Florence2Detector:
+    spec = ModelSpec(name="florence2-tiny", model_id=str(path), family="florence2", options=options)
+    return Florence2Detector(spec, source=str(path), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tiny_models) -> Path:
+    return tiny_models.path("florence2")
+
+
+@pytest.fixture(scope="module")
+def detector(tiny_path: Path) -> Florence2Detector:
+    det = _detector(tiny_path)
+    det.load()
+    return det
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    # Different sizes, one non-square (chelsea is 451x300): boxes scale per image.
+    return [skimage.data.astronaut(), skimage.data.chelsea()]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_path: Path) -> tuple[Any, Any]:
+    """The documented transformers objects, loaded independently of the adapter."""
+    processor = AutoProcessor.from_pretrained(tiny_path, local_files_only=True)
+    model = Florence2ForConditionalGeneration.from_pretrained(tiny_path, local_files_only=True)
+    return processor, model.eval()
+
+
+def _run_reference(
+    reference: tuple[Any, Any], images: list[np.ndarray], task: str, text: str
+) -> list[dict[str, list]]:
+    """processor -> generate -> batch_decode -> post_process_generation, as in the model card;
+    scores: mean probability of each box's four location tokens (compute_transition_scores)."""
+    processor, model = reference
+    pictures = [Image.fromarray(image) for image in images]
+    inputs = processor(text=[text] * len(images), images=pictures, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(
+            **inputs,
+            max_new_tokens=256,
+            num_beams=1,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        log_probs = model.compute_transition_scores(
+            out.sequences, out.scores, normalize_logits=True
+        )
+    texts = processor.batch_decode(out.sequences, skip_special_tokens=False)
+    results = []
+    for i, (text_out, image) in enumerate(zip(texts, images, strict=True)):
+        height, width = image.shape[:2]
+        parsed = processor.post_process_generation(text_out, task=task, image_size=(width, height))
+        parsed = parsed[task]
+        labels = parsed["labels"] if task == "<OD>" else parsed["bboxes_labels"]
+        tokens = processor.tokenizer.convert_ids_to_tokens(out.sequences[i, 1:].tolist())
+        loc = [j for j, token in enumerate(tokens) if LOC_TOKEN.fullmatch(token)]
+        groups = [loc[k : k + 4] for k in range(0, len(loc), 4)]
+        assert len(groups) == len(parsed["bboxes"]), "every box of the tiny model is one loc run"
+        scores = [float(log_probs[i, group].exp().mean()) for group in groups]
+        results.append({"boxes": parsed["bboxes"], "labels": labels, "scores": scores})
+    return results
+
+
+def test_registry_resolves_family() -> None:
+    assert adapter_class("florence2") is Florence2Detector
+    assert Florence2Detector.family == "florence2"
+    assert Florence2Detector.kind == "detector"
+
+
+def test_parity_closed_vocabulary(
+    detector: Florence2Detector, reference: tuple[Any, Any], images: list[np.ndarray]
+) -> None:
+    got = detector.detect(images, None, threshold=0.0)
+    expected = _run_reference(reference, images, "<OD>", "<OD>")
+    assert sum(len(d) for d in got) > 0, "tiny model produced no boxes: the test would be vacuous"
+    for det, ref in zip(got, expected, strict=True):
+        np.testing.assert_allclose(det.xyxy, np.asarray(ref["boxes"]), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(det.confidence, ref["scores"], atol=1e-4, rtol=0)
+        assert list(det.data["class_name"]) == ref["labels"]
+        # Without prompts the vocabulary is the labels seen, in order of appearance.
+        assert list(det.class_id) == [["person", "cat"].index(x) for x in ref["labels"]]
+
+
+def test_parity_open_vocabulary(
+    detector: Florence2Detector, reference: tuple[Any, Any], images: list[np.ndarray]
+) -> None:
+    got = detector.detect(images, PROMPTS, threshold=0.0)
+    # One generate per prompt; every box of a prompt's generation is labelled with that prompt.
+    per_prompt = [
+        _run_reference(
+            reference, images, "<OPEN_VOCABULARY_DETECTION>", f"<OPEN_VOCABULARY_DETECTION>{p}"
+        )
+        for p in PROMPTS
+    ]
+    assert sum(len(d) for d in got) > 0, "tiny model produced no boxes: the test would be vacuous"
+    for i, det in enumerate(got):
+        boxes = [box for ref in per_prompt for box in ref[i]["boxes"]]
+        scores = [score for ref in per_prompt for score in ref[i]["scores"]]
+        labels = [p for p, ref in zip(PROMPTS, per_prompt, strict=True) for _ in ref[i]["boxes"]]
+        np.testing.assert_allclose(det.xyxy, np.asarray(boxes), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(det.confidence, scores, atol=1e-4, rtol=0)
+        assert list(det.data["class_name"]) == labels
+        assert list(det.class_id) == [PROMPTS.index(x) for x in labels]
+    # The model's own text for each box is what the tiny decoder was wired to write.
+    assert per_prompt[0][0]["labels"] == [phrase for phrase, _, _ in TARGET_PHRASES]
+
+
+@pytest.mark.parametrize("prompts", [None, PROMPTS])
+def test_output_contract(
+    detector: Florence2Detector, images: list[np.ndarray], prompts: list[str] | None
+) -> None:
+    results = detector.detect(images, prompts, threshold=0.0)
+    assert len(results) == len(images)
+    for det, image in zip(results, images, strict=True):
+        height, width = image.shape[:2]
+        assert len(det) > 0
+        assert det.xyxy.dtype == np.float32 and det.xyxy.shape == (len(det), 4)
+        assert (det.xyxy[:, [0, 2]] >= 0).all() and (det.xyxy[:, [0, 2]] <= width).all()
+        assert (det.xyxy[:, [1, 3]] >= 0).all() and (det.xyxy[:, [1, 3]] <= height).all()
+        assert (det.xyxy[:, 2] >= det.xyxy[:, 0]).all() and (det.xyxy[:, 3] >= det.xyxy[:, 1]).all()
+        assert det.confidence is not None and det.confidence.shape == (len(det),)
+        assert ((det.confidence > 0) & (det.confidence <= 1)).all()
+        assert det.class_id is not None and (det.class_id >= 0).all()
+        assert set(det.data["class_name"]) <= set(PROMPTS)
+
+
+def test_threshold_filters(detector: Florence2Detector, images: list[np.ndarray]) -> None:
+    everything = detector.detect(images, None, threshold=0.0)
+    scores = np.concatenate([np.asarray(d.confidence) for d in everything])
+    # The tiny model scores "person" boxes ~0.99 and "cat" boxes ~0.70.
+    assert scores.max() > 0.85 > scores.min()
+    kept = detector.detect(images, None, threshold=0.85)
+    assert sum(len(d) for d in kept) == int((scores > 0.85).sum())
+    for det in kept:
+        assert list(det.data["class_name"]) == ["person"]
+        assert list(det.class_id) == [0]  # vocabulary = labels that survived
+
+
+def test_batch_equals_single_images(detector: Florence2Detector, images: list[np.ndarray]) -> None:
+    batched = detector.detect(images, PROMPTS, threshold=0.0)
+    for image, det in zip(images, batched, strict=True):
+        (single,) = detector.detect([image], PROMPTS, threshold=0.0)
+        np.testing.assert_allclose(single.xyxy, det.xyxy, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(single.confidence, det.confidence, atol=1e-4, rtol=0)
+        assert list(single.data["class_name"]) == list(det.data["class_name"])
+
+
+def test_max_new_tokens_option(tiny_path: Path, images: list[np.ndarray]) -> None:
+    # Five tokens stop generation before the first box is complete.
+    det = _detector(tiny_path, max_new_tokens=5)
+    det.load()
+    assert all(len(d) == 0 for d in det.detect(images, None, threshold=0.0))
+
+
+def test_blank_prompts_mean_closed_vocabulary(
+    detector: Florence2Detector, images: list[np.ndarray]
+) -> None:
+    (det,) = detector.detect(images[:1], ["", "  "], threshold=0.0)
+    assert list(det.data["class_name"]) == [phrase for phrase, _, _ in TARGET_PHRASES]
+
+
+def test_invalid_inputs(detector: Florence2Detector) -> None:
+    assert detector.detect([], PROMPTS, threshold=0.0) == []
+    with pytest.raises(InvalidInput):
+        detector.detect([np.zeros((10, 10), dtype=np.uint8)], PROMPTS, threshold=0.0)
+
+
+def test_warmup_runs(detector: Florence2Detector) -> None:
+    detector.warmup()
+
+
+def test_memory_bytes_counts_parameters_and_buffers(detector: Florence2Detector) -> None:
+    assert detector.model is not None
+    tensors = [*detector.model.parameters(), *detector.model.buffers()]
+    assert detector.memory_bytes() > 0
+    assert detector.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors)
+
+
+def test_unload_frees_model(tiny_path: Path, images: list[np.ndarray]) -> None:
+    det = _detector(tiny_path)
+    det.load()
+    det.detect(images[:1], PROMPTS, threshold=0.0)
+    model_ref = weakref.ref(det.model)
+    det.unload()
+    gc.collect()
+    assert model_ref() is None
+    assert det.model is None and det.processor is None
+    assert det.memory_bytes() == 0
+
+
+def test_corrupt_weights_raise(tiny_path: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "florence2-broken"
+    shutil.copytree(tiny_path, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00garbage" * 64)
+    det = _detector(broken)
+    with pytest.raises(Exception):  # noqa: B017 - any loader error, as long as it raises
+        det.load()
+    assert det.model is None
