@@ -35,6 +35,8 @@ class SizedModel(Detector):
             SizedModel.gate.wait(timeout=10)
         if self.spec.options.get("fail"):
             raise OSError("corrupt weights")
+        if self.spec.options.get("oom_once") and SizedModel.loads.count(self.spec.name) == 1:
+            raise MemoryError("out of memory (simulated: this machine has no GPU to exhaust)")
         floats = int(self.spec.options["mb"] * MB / 4)
         self.model = torch.nn.Linear(floats, 1, bias=False)
 
@@ -237,6 +239,23 @@ async def test_failed_load_leaves_no_state_and_can_be_retried(tmp_path: Path) ->
         pass
     assert manager.model_info("bad")["load_count"] == 1
     await manager.close()
+
+
+async def test_out_of_memory_during_load_evicts_idle_models_and_retries_once(
+    tmp_path: Path,
+) -> None:
+    manager = make_manager(
+        tmp_path, 10, {"a": model(1), "b": model(1), "c": model(1, options={"oom_once": True})}
+    )
+    for name in ("a", "b"):
+        async with manager.use(name):
+            pass
+    async with manager.use("c"):
+        assert manager.loaded_models() == ["c"]
+    assert SizedModel.loads == ["a", "b", "c", "c"]
+    evicted = [e for e in manager.events.recent() if e.kind == "evict"]
+    assert {e.model for e in evicted} == {"a", "b"} and evicted[0].reason == "OOM loading c"
+    assert manager.events.count("load_failed", "c") == 1
 
 
 async def test_unload_frees_memory_and_refuses_while_in_use(tmp_path: Path) -> None:

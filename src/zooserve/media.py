@@ -151,7 +151,7 @@ class MediaSource:
         Targets are decoded in ascending order so one forward pass serves neighbouring frames.
         Duplicates get their own copy of the image so callers may modify arrays in place.
         """
-        numbers = self._validate(frame_numbers)
+        numbers = self.validate(frame_numbers)
         decoded: dict[int, np.ndarray] = {}
         for n in sorted(set(numbers)):
             decoded[n] = self._image_at(n)
@@ -215,7 +215,8 @@ class MediaSource:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _validate(self, frame_numbers: Sequence[int]) -> list[int]:
+    def validate(self, frame_numbers: Sequence[int]) -> list[int]:
+        """Integers in 0..frame_count-1, else FramesOutOfRange naming every offender."""
         try:
             numbers = [operator.index(n) for n in frame_numbers]
         except TypeError as exc:
@@ -232,7 +233,7 @@ class MediaSource:
         return numbers
 
     def _validate_range(self, start: int, end: int) -> tuple[int, int]:
-        start, end = self._validate([start, end])
+        start, end = self.validate([start, end])
         if end < start:
             raise InvalidInput(
                 f"end ({end}) is before start ({start})", {"start": start, "end": end}

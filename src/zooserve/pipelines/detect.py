@@ -13,7 +13,7 @@ import supervision as sv
 from zooserve.errors import InvalidInput
 from zooserve.families.base import Detector
 from zooserve.manager import ModelManager
-from zooserve.media import MediaSource, resolve_media_path
+from zooserve.media import Frame, MediaSource, resolve_media_path
 
 TASK = "object_detection"
 log = logging.getLogger("zooserve.pipelines.detect")
@@ -60,6 +60,24 @@ def selected_model(manager: ModelManager, task: str, requested: str | None) -> s
     return str(spec.selected)  # loading it raises the clear "not present" error
 
 
+def _batch_size(manager: ModelManager, name: str) -> int:
+    return max(1, int(manager.state(name).spec.options.get("batch_size", 4)))
+
+
+def _queries(
+    manager: ModelManager, name: str, adapter: object, prompts: Sequence[str] | None
+) -> list[str] | None:
+    """Text queries for open-vocabulary detectors (the config's defaults when none given)."""
+    if not isinstance(adapter, Detector):
+        raise InvalidInput(f"model {name!r} is not a detector")
+    if not adapter.open_vocabulary:
+        return None
+    queries = [p.strip() for p in (prompts or manager.config.default_prompts) if p.strip()]
+    if not queries:
+        raise InvalidInput("prompts must contain at least one non-empty text query")
+    return queries
+
+
 async def detect(
     manager: ModelManager,
     video_path: str,
@@ -79,23 +97,34 @@ async def detect(
             f"{manager.config.max_frames_per_request}",
             {"limit": manager.config.max_frames_per_request},
         )
-    unique = list(dict.fromkeys(frame_numbers))  # a repeated frame is decoded and run once
+    unique = sorted(set(frame_numbers))  # decode forward once; a repeated frame runs once
     with MediaSource.open(path) as source:
-        frames = await asyncio.to_thread(source.read, unique)
+        source.validate(unique)  # bad frame numbers are a 422 before any model loads
+        batch_size = _batch_size(manager, name)
+        chunks = [unique[i : i + batch_size] for i in range(0, len(unique), batch_size)]
+        # Decoding runs one chunk ahead: the first chunk while the model loads, the next one
+        # while the current one is inferred.
+        decoding = asyncio.create_task(asyncio.to_thread(source.read, chunks[0]))
+        try:
+            async with manager.use(name) as adapter:
+                queries = _queries(manager, name, adapter, prompts)
+                frames: list[Frame] = []
+                results: list[sv.Detections] = []
+                for index in range(len(chunks)):
+                    chunk = await decoding
+                    if index + 1 < len(chunks):
+                        decoding = asyncio.create_task(
+                            asyncio.to_thread(source.read, chunks[index + 1])
+                        )
+                    images = [f.image for f in chunk]
+                    results += await manager.infer(
+                        adapter.detect, images, queries, confidence_threshold
+                    )
+                    frames += chunk
+        finally:
+            # Never close the container under a running decode; collect its error if any.
+            await asyncio.gather(decoding, return_exceptions=True)
         info = (source.width, source.height, source.fps, source.frame_count)
-    async with manager.use(name) as adapter:
-        if not isinstance(adapter, Detector):
-            raise InvalidInput(f"model {name!r} is a {adapter.kind}, not a detector")
-        queries: list[str] | None = None
-        if adapter.open_vocabulary:
-            queries = [p.strip() for p in (prompts or manager.config.default_prompts) if p.strip()]
-            if not queries:
-                raise InvalidInput("prompts must contain at least one non-empty text query")
-        batch_size = int(adapter.spec.options.get("batch_size", 8))
-        results: list[sv.Detections] = []
-        for start in range(0, len(frames), batch_size):
-            images = [f.image for f in frames[start : start + batch_size]]
-            results += await manager.infer(adapter.detect, images, queries, confidence_threshold)
     by_number = {
         f.number: FrameDetections(f.number, f.timestamp, d)
         for f, d in zip(frames, results, strict=True)

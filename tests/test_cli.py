@@ -1,0 +1,70 @@
+"""The command line: typer's runner in-process, and the real console script as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from zooserve.cli import app
+
+SHIPPED = Path(__file__).parents[1] / "config" / "models.yaml"
+runner = CliRunner()
+
+
+def test_models_list_json_reports_offline_availability() -> None:
+    result = runner.invoke(app, ["models", "list", "--config", str(SHIPPED), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["opencv-face"]["available"] is True
+    assert rows["owlv2-base"]["available"] is False
+    assert rows["owlv2-base"]["fetch_with"] == "zooserve models pull owlv2-base"
+    assert rows["yolo26-general"]["enabled"] is False
+
+
+def test_pull_refuses_while_offline(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["models", "pull", "owlv2-base", "--config", str(SHIPPED)])
+    assert result.exit_code == 1 and "refusing to download" in result.output
+    result = runner.invoke(app, ["models", "pull", "ghost", "--config", str(SHIPPED)])
+    assert result.exit_code == 2 and "unknown model" in result.output
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"device": "gpu", "models": {}}))
+    result = runner.invoke(app, ["models", "list", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "device" in result.output and "expected auto, cpu, cuda or cuda:N" in result.output
+
+
+def test_demo_runs_end_to_end_and_writes_annotated_frames(tmp_path: Path) -> None:
+    config = yaml.safe_load(SHIPPED.read_text())
+    config["media_root"] = str(tmp_path / "media")
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    command = [
+        sys.executable,
+        "-m",
+        "zooserve",
+        "demo",
+        "--once",
+        "--port",
+        "0",
+        "--config",
+        str(path),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "opencv-hog-people" in done.stdout and "opencv-face" in done.stdout
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert "astronaut-frame0000.png" in written and len(written) == 5
