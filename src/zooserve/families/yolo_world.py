@@ -75,7 +75,7 @@ class YoloWorldDetector(Detector):
                 f"YOLO-World checkpoint not found: {self.source}", {"source": self.source}
             )
         self.lock = threading.Lock()  # `unload()` clears every attribute, this one too
-        model = YOLOWorld(self.source)
+        model: Any = YOLOWorld(self.source)  # ultralytics types `.model` loosely
         model.model.to(self.device).eval()
         encoder_path = self.spec.options.get("text_encoder")
         if encoder_path:

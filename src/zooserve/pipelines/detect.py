@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import supervision as sv
 
 from zooserve.errors import InvalidInput
-from zooserve.families.base import Detector
+from zooserve.families.base import Detector, ModelAdapter
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, resolve_media_path
 
@@ -64,12 +64,16 @@ def _batch_size(manager: ModelManager, name: str) -> int:
     return max(1, int(manager.state(name).spec.options.get("batch_size", 4)))
 
 
+def _as_detector(name: str, adapter: ModelAdapter) -> Detector:
+    if not isinstance(adapter, Detector):
+        raise InvalidInput(f"model {name!r} is a {adapter.kind}, not a detector")
+    return adapter
+
+
 def _queries(
-    manager: ModelManager, name: str, adapter: object, prompts: Sequence[str] | None
+    manager: ModelManager, adapter: Detector, prompts: Sequence[str] | None
 ) -> list[str] | None:
     """Text queries for open-vocabulary detectors (the config's defaults when none given)."""
-    if not isinstance(adapter, Detector):
-        raise InvalidInput(f"model {name!r} is not a detector")
     if not adapter.open_vocabulary:
         return None
     queries = [p.strip() for p in (prompts or manager.config.default_prompts) if p.strip()]
@@ -106,8 +110,9 @@ async def detect(
         # while the current one is inferred.
         decoding = asyncio.create_task(asyncio.to_thread(source.read, chunks[0]))
         try:
-            async with manager.use(name) as adapter:
-                queries = _queries(manager, name, adapter, prompts)
+            async with manager.use(name) as leased:
+                adapter = _as_detector(name, leased)
+                queries = _queries(manager, adapter, prompts)
                 frames: list[Frame] = []
                 results: list[sv.Detections] = []
                 for index in range(len(chunks)):
