@@ -120,6 +120,29 @@ async def test_concurrent_first_uses_share_one_load(tmp_path: Path) -> None:
     await manager.close()
 
 
+async def test_a_caller_that_goes_away_does_not_abandon_the_load(tmp_path: Path) -> None:
+    manager = make_manager(tmp_path, 10, {"a": model(1)})
+    SizedModel.gate = threading.Event()
+    try:
+
+        async def call() -> None:
+            async with manager.use("a"):
+                pass
+
+        caller = asyncio.create_task(call())
+        await asyncio.sleep(0.05)
+        caller.cancel()  # e.g. the HTTP client disconnected mid-load
+        await asyncio.gather(caller, return_exceptions=True)
+        SizedModel.gate.set()
+        await manager.load("a")  # joins the running load instead of starting another
+    finally:
+        SizedModel.gate = None
+    assert SizedModel.loads == ["a"]
+    state = manager.state("a")
+    assert (state.status, state.refcount) == (Status.LOADED, 0)
+    await manager.close()
+
+
 async def test_budget_for_one_model_evicts_the_idle_one(tmp_path: Path) -> None:
     manager = make_manager(tmp_path, 3, {"a": model(2), "b": model(2, vram_mb=2)})
     async with manager.use("a"):

@@ -122,6 +122,7 @@ class ModelManager:
         self._load_lock = asyncio.Lock()
         self._room = asyncio.Event()  # set whenever a lease ends or memory is given back
         self._reaper: asyncio.Task[None] | None = None
+        self._loads: set[asyncio.Task[None]] = set()  # strong refs to running load tasks
 
     def _budget_bytes(self) -> int:
         setting = self.config.memory_budget_mb
@@ -144,6 +145,7 @@ class ModelManager:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await asyncio.gather(*self._loads, return_exceptions=True)
         for state in self.states.values():
             if state.status is Status.LOADED and state.refcount == 0:
                 await self._unload(state, kind="unload", reason="service shutdown")
@@ -183,24 +185,34 @@ class ModelManager:
                 finally:
                     state.waiting -= 1
                 continue
-            await self._load_single_flight(state, reason="first use")
+            await asyncio.shield(self._load_single_flight(state, reason="first use"))
 
-    async def _load_single_flight(self, state: ModelState, reason: str) -> None:
+    def _load_single_flight(self, state: ModelState, reason: str) -> asyncio.Future[None]:
+        """Mark the model LOADING now (so concurrent callers wait on it) and start the load.
+
+        The load runs as its own task: a caller that goes away (client disconnect) does not
+        abandon it half-way; the model finishes loading and stays idle for the next request.
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.transition = future
         state.status = Status.LOADING
         state.waiting += 1
-        try:
-            await self._load(state, reason)
-            future.set_result(None)
-        except BaseException as exc:
-            state.status, state.adapter, state.footprint = Status.UNLOADED, None, None
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            state.waiting -= 1
-            state.transition = None
+
+        async def run() -> None:
+            try:
+                await self._load(state, reason)
+                future.set_result(None)
+            except BaseException as exc:
+                state.status, state.adapter, state.footprint = Status.UNLOADED, None, None
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters re-raise it; none is fine too
+            finally:
+                state.waiting -= 1
+                state.transition = None
+
+        self._loads.add(task := asyncio.create_task(run()))
+        task.add_done_callback(self._loads.discard)
+        return future
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -424,7 +436,7 @@ class ModelManager:
         if state.transition is not None:
             await asyncio.shield(state.transition)
         else:
-            await self._load_single_flight(state, reason)
+            await asyncio.shield(self._load_single_flight(state, reason))
         return {
             "model_id": name,
             "status": "loaded",
@@ -529,7 +541,7 @@ class ModelManager:
         info: dict[str, Any] = {
             "status": state.status.value,
             "category": spec.category,
-            "family": spec.family,
+            "family": catalog.infer_family(self.config, spec, source),
             "framework": spec.framework,
             "model_id": spec.model_id,
             "enabled": spec.enabled,

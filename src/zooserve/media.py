@@ -127,7 +127,7 @@ class MediaSource:
             with Image.open(path) as img:
                 # Honour EXIF orientation so phone photos are upright, as viewers show them.
                 rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        except Exception as exc:  # plugins (e.g. ultralytics' HEIF hook) raise other types
             raise NotAVideo(f"{path.name!r} is not a video or image", {"path": path.name}) from exc
         h, w = rgb.shape[:2]
         return cls(path, frame_count=1, fps=0.0, width=w, height=h, image=rgb)

@@ -102,7 +102,8 @@ async def detect(
             {"limit": manager.config.max_frames_per_request},
         )
     unique = sorted(set(frame_numbers))  # decode forward once; a repeated frame runs once
-    with MediaSource.open(path) as source:
+    # Opening may count packets (containers without a frame count): keep it off the loop.
+    with await asyncio.to_thread(MediaSource.open, path) as source:
         source.validate(unique)  # bad frame numbers are a 422 before any model loads
         batch_size = _batch_size(manager, name)
         chunks = [unique[i : i + batch_size] for i in range(0, len(unique), batch_size)]
