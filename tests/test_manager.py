@@ -332,3 +332,21 @@ async def test_unknown_model_lists_the_known_ones(tmp_path: Path) -> None:
         async with manager.use("nope"):
             pass
     assert excinfo.value.details["available_models"] == ["a"]
+
+
+async def test_reservations_count_against_the_budget_and_evict_idle_models(tmp_path: Path) -> None:
+    manager = make_manager(tmp_path, 3, {"a": model(2), "b": model(2, vram_mb=2)})
+    async with manager.use("a"):
+        pass
+    await manager.reserve("tracking:1", int(1.5 * MB), "memory bank of a tracking session")
+    assert manager.loaded_models() == []  # "a" was idle: evicted for the session
+    assert manager.used_bytes() == int(1.5 * MB)
+    with pytest.raises(BudgetExceeded):
+        await manager.reserve("tracking:2", 2 * MB, "too big beside the first")
+    with pytest.raises(ServiceBusy):  # "b" (2 MB) cannot fit beside the 1.5 MB session
+        async with manager.use("b"):
+            pass
+    manager.release("tracking:1")
+    async with manager.use("b"):
+        assert manager.used_bytes() == 2 * MB
+    await manager.close()

@@ -382,20 +382,22 @@ class ModelManager:
     async def _admit(self, state: ModelState, estimate: int) -> None:
         """Make room for `estimate` bytes: evict idle models, wait (bounded) for busy ones."""
         name = state.spec.name
+        # Pinned models never leave; busy models and reservations (sessions) do, so those
+        # are waited for (503 after the bound) rather than refused outright (507).
         unevictable = sum(
             s.footprint.bytes
             for s in self.states.values()
             if s.footprint and s.pinned and s.status is Status.LOADED
-        ) + sum(self.reservations.values())
+        )
         if estimate > self.budget_bytes - unevictable:
             raise BudgetExceeded(
                 f"model {name!r} needs about {estimate / MB:.0f} MB but the budget is "
-                f"{self.budget_bytes / MB:.0f} MB ({unevictable / MB:.0f} MB pinned or reserved)",
+                f"{self.budget_bytes / MB:.0f} MB ({unevictable / MB:.0f} MB pinned)",
                 {
                     "model": name,
                     "estimate_bytes": estimate,
                     "budget_bytes": self.budget_bytes,
-                    "pinned_or_reserved_bytes": unevictable,
+                    "pinned_bytes": unevictable,
                 },
             )
         deadline = self.clock() + self.config.admission_timeout_s
@@ -412,6 +414,7 @@ class ModelManager:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 busy = [s.spec.name for s in self.states.values() if s.refcount > 0]
+                busy += sorted(self.reservations)
                 raise ServiceBusy(
                     f"no room for {name!r}: models in use hold the budget ({', '.join(busy)})",
                     {
@@ -504,6 +507,42 @@ class ModelManager:
                 )
             )
         return event
+
+    # --- the ledger beyond models -------------------------------------------------------------
+
+    async def reserve(self, key: str, nbytes: int, reason: str) -> None:
+        """Count `nbytes` held outside models (a tracking session's memory bank, an external
+        engine) against the budget, evicting idle models to make room. Replaces an earlier
+        reservation under the same key. Raises BudgetExceeded / ServiceBusy like a load."""
+        async with self._load_lock:
+            previous = self.reservations.pop(key, 0)
+            unevictable = sum(self.reservations.values()) + sum(
+                s.footprint.bytes
+                for s in self.states.values()
+                if s.footprint and (s.pinned or s.refcount > 0)
+            )
+            if nbytes > self.budget_bytes - unevictable and nbytes > previous:
+                if previous:
+                    self.reservations[key] = previous
+                raise BudgetExceeded(
+                    f"{key} needs {nbytes / MB:.0f} MB; the budget has "
+                    f"{(self.budget_bytes - unevictable) / MB:.0f} MB outside busy models",
+                    {"key": key, "bytes": nbytes, "budget_bytes": self.budget_bytes},
+                )
+            for victim in self._eviction_order():
+                if self.used_bytes() + nbytes <= self.budget_bytes:
+                    break
+                if victim.idle:
+                    await self._unload(victim, kind="evict", reason=f"make room for {key}")
+            self.reservations[key] = nbytes
+        self.events.record(Event("reserve", key, reason, bytes=nbytes))
+
+    def release(self, key: str, reason: str = "released") -> None:
+        """Give back a reservation (no-op when absent)."""
+        nbytes = self.reservations.pop(key, None)
+        if nbytes is not None:
+            self.events.record(Event("release", key, reason, bytes=nbytes))
+            self._room.set()
 
     async def reap_expired(self) -> list[str]:
         """Unload idle models whose keep-alive ran out. Returns their names."""

@@ -9,7 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from zooserve import __version__
-from zooserve.api import routes_detect, routes_models
+from zooserve.api import (
+    routes_detect,
+    routes_enrich,
+    routes_generate,
+    routes_models,
+    routes_track,
+)
 from zooserve.api.errors import install_error_handlers
 from zooserve.catalog import Config
 from zooserve.manager import ModelManager
@@ -38,5 +44,6 @@ def create_app(config: Config, manager: ModelManager | None = None) -> FastAPI:
     app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(routes_models.router)
-    app.include_router(routes_detect.router)
+    for module in (routes_detect, routes_enrich, routes_track, routes_generate):
+        app.include_router(module.router)
     return app

@@ -18,6 +18,24 @@ FAMILIES: dict[str, str] = {
     "yolo_world": "zooserve.families.yolo_world:YoloWorldDetector",
     "opencv_hog": "zooserve.families.opencv_detectors:HogPeopleDetector",
     "opencv_cascade": "zooserve.families.opencv_detectors:CascadeDetector",
+    # the zoo (enrichment)
+    "yolo": "zooserve.families.yolo:YoloDetector",
+    "mtcnn": "zooserve.families.mtcnn:MtcnnFaceDetector",
+    "vit_classifier": "zooserve.families.image_classifier:ImageClassifier",
+    "resnet_classifier": "zooserve.families.image_classifier:ImageClassifier",
+    "clip": "zooserve.families.clip:ClipModel",
+    "osnet": "zooserve.families.osnet:OsnetEmbedder",
+    "vitpose": "zooserve.families.vitpose:VitPoseEstimator",
+    "segformer": "zooserve.families.segformer:SegformerSegmenter",
+    "depth_anything": "zooserve.families.depth_anything:DepthAnythingEstimator",
+    "xclip": "zooserve.families.xclip:XClipActionRecognizer",
+    "rapidocr": "zooserve.families.rapidocr:RapidOcrReader",
+    "brisque": "zooserve.families.brisque:BrisqueQuality",
+    # video tracking
+    "sam2": "zooserve.families.sam2:Sam2Tracker",
+    "samurai": "zooserve.families.samurai:SamuraiTracker",
+    "sam2long": "zooserve.families.sam2long:Sam2LongTracker",
+    "detection_tracker": "zooserve.families.detection_tracker:DetectionTracker",
 }
 
 

@@ -1,0 +1,7 @@
+"""POST /api/enrich routes (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api")

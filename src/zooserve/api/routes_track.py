@@ -1,0 +1,7 @@
+"""POST /api/track routes (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api")
