@@ -22,6 +22,8 @@ TaskName = Literal[
 ]
 Framework = Literal["pytorch", "onnx", "opencv", "ultralytics", "sglang", "vllm", "transformers"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: `scheme:name` ids for weights shipped inside packages (opencv:, rapidocr:, builtin:, ...).
+_BUILTIN_ID = re.compile(r"^[a-z][a-z0-9_-]+:(?!//)")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -235,10 +237,14 @@ def _hub_snapshot(model_id: str) -> Path | None:
 def locate(config: Config, spec: ModelSpec) -> str | None:
     """Local source of the model's weights, or None when they are not on this machine."""
     model_id = config.expand_model_id(spec)
-    if spec.framework == "opencv":
-        from zooserve.families.opencv_detectors import opencv_source
+    if _BUILTIN_ID.match(model_id) and spec.family:
+        from zooserve.errors import FamilyNotImplemented
+        from zooserve.families import adapter_class
 
-        return opencv_source(model_id)
+        try:
+            return adapter_class(spec.family).builtin_source(model_id)
+        except (FamilyNotImplemented, ImportError):
+            return None
     if Path(model_id).exists():
         return model_id
     if not _HUB_ID.match(model_id):

@@ -66,6 +66,12 @@ class ModelAdapter(ABC):
         """Run one small inference so the peak memory of a forward pass can be measured."""
 
     @classmethod
+    def builtin_source(cls, model_id: str) -> str | None:
+        """Where a `scheme:name` model id (weights shipped inside a package, e.g.
+        `opencv:haarcascade_frontalface_default.xml`) lives here, or None if absent."""
+        return None
+
+    @classmethod
     def estimate_bytes(cls, source: str, device: str) -> int | None:
         """Estimate the loaded size before loading: weight-file bytes x dtype factor."""
         path = Path(source)

@@ -38,6 +38,10 @@ class HogPeopleDetector(Detector):
     family = "opencv_hog"
     open_vocabulary = False
 
+    @classmethod
+    def builtin_source(cls, model_id: str) -> str | None:
+        return opencv_source(model_id)
+
     def load(self) -> None:
         self.hog = cv2.HOGDescriptor()
         self.coefficients = np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32)
@@ -77,6 +81,10 @@ class CascadeDetector(Detector):
 
     family = "opencv_cascade"
     open_vocabulary = False
+
+    @classmethod
+    def builtin_source(cls, model_id: str) -> str | None:
+        return opencv_source(model_id)
 
     def load(self) -> None:
         self.cascade = cv2.CascadeClassifier(self.source)
