@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zooserve.errors import ConfigError
+from zooserve.zoo import TriggerSpec, check_trigger_graph
 
 DEFAULT_CONFIG_PATH = Path("config/models.yaml")
 TaskName = Literal[
@@ -87,9 +88,14 @@ class TaskSpec(_Strict):
 
 
 class ZooSection(_Strict):
-    """Declarative enrichment rules (used by the zoo pipeline)."""
+    """Declarative enrichment rules (used by the zoo pipeline); see zooserve.zoo."""
 
-    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    triggers: list[TriggerSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> ZooSection:
+        check_trigger_graph(self.triggers)
+        return self
 
 
 class Config(_Strict):
@@ -105,6 +111,12 @@ class Config(_Strict):
         default_factory=lambda: ["person", "car", "bicycle", "dog", "cat"]
     )
     max_frames_per_request: int = Field(default=256, ge=1)
+    #: Largest request body (uploads included), MB; bigger bodies get a 413.
+    max_request_mb: float = Field(default=512, gt=0)
+    #: Origins allowed by CORS (none by default).
+    cors_origins: list[str] = Field(default_factory=list)
+    #: One JSON object per log line instead of text.
+    log_json: bool = False
     tasks: dict[TaskName, TaskSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec]
     zoo: ZooSection = Field(default_factory=ZooSection)
@@ -174,6 +186,8 @@ def _env_overrides() -> dict[str, Any]:
         "default_keep_alive",
         "admission_timeout_s",
         "max_frames_per_request",
+        "max_request_mb",
+        "log_json",
     }
     for key in scalar_keys:
         raw = os.environ.get(f"ZOOSERVE_{key.upper()}")

@@ -56,8 +56,19 @@ def serve(
 
     from zooserve.api.app import create_app
 
-    _logging(log_level)
-    uvicorn.run(create_app(_config(config)), host=host, port=port, log_level=log_level)
+    from zooserve.logs import configure_logging
+
+    cfg = _config(config)
+    configure_logging(log_level, as_json=cfg.log_json)
+    # zooserve logs each request itself (with its request id); uvicorn's access log would repeat it.
+    uvicorn.run(
+        create_app(cfg),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        log_config=None,
+    )
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,9 +31,19 @@ class EventLog:
 
     def __init__(self, maxlen: int = 1000) -> None:
         self._events: deque[Event] = deque(maxlen=maxlen)
+        self._subscribers: list[Callable[[Event], None]] = []
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        """Call `callback(event)` for every later event (metrics, the dashboard's live feed)."""
+        self._subscribers.append(callback)
 
     def record(self, event: Event) -> Event:
         self._events.append(event)
+        for callback in self._subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed")
         level = (
             logging.WARNING if event.kind in {"load_failed", "unload_incomplete"} else logging.INFO
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zooserve import __version__
 from zooserve.api import (
@@ -17,33 +20,65 @@ from zooserve.api import (
     routes_track,
 )
 from zooserve.api.errors import install_error_handlers
+from zooserve.api.metrics import Metrics
+from zooserve.api.middleware import ServiceMiddleware
 from zooserve.catalog import Config
 from zooserve.manager import ModelManager
+from zooserve.memory import MB
 
 log = logging.getLogger("zooserve")
 
 
-def create_app(config: Config, manager: ModelManager | None = None) -> FastAPI:
-    """Build the app; the manager is created inside the server's event loop at start-up."""
+def create_app(
+    config: Config, manager: ModelManager | None = None, api_key: str | None = None
+) -> FastAPI:
+    """Build the app; the manager is created inside the server's event loop at start-up.
+
+    `api_key` defaults to $ZOOSERVE_API_KEY; when set, every route but /health and the
+    dashboard's page shell needs `Authorization: Bearer <key>` (or `X-API-Key`).
+    """
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.manager = manager or ModelManager(config)
+        metrics.watch(app.state.manager, extra=lambda: {})
         await app.state.manager.start()
         log.info(
-            "zooserve ready: device=%s budget=%.0f MB models=%d",
+            "zooserve ready: device=%s budget=%.0f MB models=%d auth=%s",
             app.state.manager.device,
-            app.state.manager.budget_bytes / 2**20,
+            app.state.manager.budget_bytes / MB,
             len(config.models),
+            "on" if key else "off",
         )
         try:
             yield
         finally:
             await app.state.manager.close()
 
+    key = api_key if api_key is not None else os.environ.get("ZOOSERVE_API_KEY") or None
     app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(routes_models.router)
     for module in (routes_detect, routes_enrich, routes_track, routes_generate):
         app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(
+        ServiceMiddleware,
+        api_key=key,
+        max_body_bytes=int(config.max_request_mb * MB),
+        metrics=metrics,
+    )
     return app

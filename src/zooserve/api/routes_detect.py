@@ -59,4 +59,5 @@ async def detect_route(body: DetectRequest, request: Request) -> DetectResponse:
         confidence_threshold=body.confidence_threshold,
         prompts=body.prompts,
     )
+    request.state.model = result.model  # labels this request's metrics
     return to_response(result)

@@ -23,10 +23,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 class BackgroundServer:
     """`with BackgroundServer(config) as server:` serves on `server.url` until the block ends."""
 
-    def __init__(self, config: Config, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.host, self.port = host, port or free_port(host)
+        app = create_app(config, api_key=api_key)
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(config), host=self.host, port=self.port, log_level="warning")
+            uvicorn.Config(app, host=self.host, port=self.port, log_level="warning")
         )
         self.thread = threading.Thread(target=self.server.run, name="zooserve-http", daemon=True)
 
