@@ -55,7 +55,6 @@ def serve(
     import uvicorn
 
     from zooserve.api.app import create_app
-
     from zooserve.logs import configure_logging
 
     cfg = _config(config)
