@@ -117,6 +117,11 @@ class Config(_Strict):
     cors_origins: list[str] = Field(default_factory=list)
     #: One JSON object per log line instead of text.
     log_json: bool = False
+    #: SQLite file that keeps async jobs across restarts.
+    jobs_db: Path = Path("./state/jobs.sqlite3")
+    #: Jobs waiting beyond this many get a 429.
+    max_queued_jobs: int = Field(default=32, ge=1)
+    job_workers: int = Field(default=1, ge=1)
     tasks: dict[TaskName, TaskSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec]
     zoo: ZooSection = Field(default_factory=ZooSection)

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,17 +17,37 @@ from zooserve.api import (
     routes_detect,
     routes_enrich,
     routes_generate,
+    routes_jobs,
     routes_models,
     routes_track,
 )
 from zooserve.api.errors import install_error_handlers
 from zooserve.api.metrics import Metrics
 from zooserve.api.middleware import ServiceMiddleware
+from zooserve.api.tasks import job_tasks
 from zooserve.catalog import Config
+from zooserve.jobs import JobRunner, JobStore
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
 
 log = logging.getLogger("zooserve")
+
+
+def _bind(manager: ModelManager, model: Any, run: Any) -> Any:
+    """A job runner for one task: validate the stored body, then run the task's pipeline."""
+
+    async def runner(body: dict[str, Any], progress: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await run(manager, model.model_validate(body), progress)
+        return result
+
+    return runner
+
+
+def _job_gauges(jobs: JobRunner) -> dict[str, float]:
+    gauges: dict[str, float] = {"jobs_queued": float(jobs.queued())}
+    for status in ("queued", "running", "succeeded", "failed", "cancelled"):
+        gauges[f"jobs_{status}"] = float(jobs.counts().get(status, 0))
+    return gauges
 
 
 def create_app(
@@ -41,9 +62,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.manager = manager or ModelManager(config)
-        metrics.watch(app.state.manager, extra=lambda: {})
-        await app.state.manager.start()
+        app.state.manager = active = manager or ModelManager(config)
+        tasks = job_tasks()
+        app.state.job_tasks = tasks
+        app.state.jobs = jobs = JobRunner(
+            JobStore(config.resolve_path(config.jobs_db)),
+            {name: _bind(active, *entry) for name, entry in tasks.items()},
+            max_queued=config.max_queued_jobs,
+            workers=config.job_workers,
+        )
+        metrics.watch(active, extra=lambda: _job_gauges(jobs))
+        await active.start()
+        await jobs.start()
         log.info(
             "zooserve ready: device=%s budget=%.0f MB models=%d auth=%s",
             app.state.manager.device,
@@ -54,14 +84,15 @@ def create_app(
         try:
             yield
         finally:
-            await app.state.manager.close()
+            await jobs.close()
+            await active.close()
 
     key = api_key if api_key is not None else os.environ.get("ZOOSERVE_API_KEY") or None
     app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(routes_models.router)
-    for module in (routes_detect, routes_enrich, routes_track, routes_generate):
+    for module in (routes_detect, routes_enrich, routes_track, routes_generate, routes_jobs):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

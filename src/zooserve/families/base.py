@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import supervision as sv
 import torch
 
@@ -125,13 +126,13 @@ class Detector(ModelAdapter):
 
 
 def make_detections(
-    boxes: np.ndarray, scores: np.ndarray, labels: Sequence[str], vocabulary: Sequence[str]
+    boxes: npt.ArrayLike, scores: npt.ArrayLike, labels: Sequence[str], vocabulary: Sequence[str]
 ) -> sv.Detections:
     """Build the common detection carrier; `class_id` indexes `vocabulary` (-1 if absent)."""
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    xyxy = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     index = {name: i for i, name in enumerate(vocabulary)}
     return sv.Detections(
-        xyxy=boxes,
+        xyxy=xyxy,
         confidence=np.asarray(scores, dtype=np.float32).reshape(-1),
         class_id=np.array([index.get(label, -1) for label in labels], dtype=int),
         data={"class_name": np.array(list(labels), dtype=str)},

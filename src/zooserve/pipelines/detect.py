@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import supervision as sv
@@ -90,8 +90,12 @@ async def detect(
     model: str | None = None,
     confidence_threshold: float = 0.3,
     prompts: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DetectResult:
-    """Decode the frames, lease the detector once, and run it in batches."""
+    """Decode the frames, lease the detector once, and run it in batches.
+
+    `progress(done, total)` is called after each batch (frames done of distinct frames).
+    """
     started = time.perf_counter()
     name = selected_model(manager, TASK, model)
     path = resolve_media_path(manager.config.media_dir, video_path)
@@ -127,6 +131,8 @@ async def detect(
                         adapter.detect, images, queries, confidence_threshold
                     )
                     frames += chunk
+                    if progress:
+                        progress(len(frames), len(unique))
         finally:
             # Never close the container under a running decode; collect its error if any.
             await asyncio.gather(decoding, return_exceptions=True)

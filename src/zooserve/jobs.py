@@ -1,0 +1,268 @@
+"""Async jobs for long work: a bounded queue, workers, progress, cancellation, and SQLite
+persistence so a restart keeps every job's state and finished results.
+
+A job that was running when the process died is marked failed with the reason (its partial
+work is not resumable); jobs still queued are queued again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zooserve.errors import ZooError
+
+log = logging.getLogger("zooserve.jobs")
+TERMINAL = ("succeeded", "failed", "cancelled")
+#: progress(done, total) -> None
+Progress = Callable[[int, int], None]
+#: A task runner: (body, progress) -> JSON-serialisable result.
+TaskRunner = Callable[[dict[str, Any], Progress], Awaitable[dict[str, Any]]]
+
+
+class QueueFull(ZooError):
+    status, code = 429, "queue_full"
+
+
+class JobNotFound(ZooError):
+    status, code = 404, "job_not_found"
+
+
+@dataclass
+class Job:
+    id: str
+    task: str
+    body: dict[str, Any]
+    status: str = "queued"
+    done: int = 0
+    total: int = 0
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self, with_result: bool = True) -> dict[str, Any]:
+        data = {
+            "job_id": self.id,
+            "task": self.task,
+            "status": self.status,
+            "progress": {"done": self.done, "total": self.total},
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+        if with_result:
+            data["result"] = self.result
+        return data
+
+
+class JobStore:
+    """SQLite rows, one per job. Calls are short; the runner makes them off the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        with self._connect() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, task TEXT, body TEXT,"
+                " status TEXT, done INTEGER, total INTEGER, result TEXT, error TEXT,"
+                " created_at REAL, started_at REAL, finished_at REAL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def save(self, job: Job) -> None:
+        row = (
+            job.id,
+            job.task,
+            json.dumps(job.body),
+            job.status,
+            job.done,
+            job.total,
+            json.dumps(job.result) if job.result is not None else None,
+            json.dumps(job.error) if job.error is not None else None,
+            job.created_at,
+            job.started_at,
+            job.finished_at,
+        )
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+
+    def load_all(self) -> list[Job]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created_at").fetchall()
+        return [
+            Job(
+                id=r[0],
+                task=r[1],
+                body=json.loads(r[2]),
+                status=r[3],
+                done=r[4],
+                total=r[5],
+                result=json.loads(r[6]) if r[6] else None,
+                error=json.loads(r[7]) if r[7] else None,
+                created_at=r[8],
+                started_at=r[9],
+                finished_at=r[10],
+            )
+            for r in rows
+        ]
+
+
+class JobRunner:
+    """Queue + workers. `tasks` maps a task name to its runner."""
+
+    def __init__(
+        self, store: JobStore, tasks: dict[str, TaskRunner], max_queued: int, workers: int = 1
+    ) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.max_queued = max_queued
+        self.jobs: dict[str, Job] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Condition()
+        self._worker_count = workers
+
+    async def start(self) -> None:
+        """Restore persisted jobs: running -> failed (interrupted), queued -> queued again."""
+        for job in await asyncio.to_thread(self.store.load_all):
+            self.jobs[job.id] = job
+            if job.status == "running":
+                job.status, job.finished_at = "failed", time.time()
+                job.error = {
+                    "code": "interrupted",
+                    "message": "the server stopped while this job was running",
+                }
+                await asyncio.to_thread(self.store.save, job)
+            elif job.status == "queued":
+                self._queue.put_nowait(job.id)
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._workers, *self._running.values(), return_exceptions=True)
+
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in self.jobs.values():
+            counts[job.status] = counts.get(job.status, 0) + 1
+        return counts
+
+    async def submit(self, task: str, body: dict[str, Any]) -> Job:
+        if self._queue.qsize() >= self.max_queued:
+            raise QueueFull(
+                f"{self._queue.qsize()} jobs are queued (limit {self.max_queued}); retry later",
+                {"queued": self._queue.qsize()},
+                retry_after=10,
+            )
+        job = Job(id=uuid.uuid4().hex, task=task, body=body)
+        self.jobs[job.id] = job
+        await asyncio.to_thread(self.store.save, job)
+        self._queue.put_nowait(job.id)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.status == "queued":
+            await self._finish(
+                job, "cancelled", error={"code": "cancelled", "message": "cancelled"}
+            )
+        elif job.status == "running" and job.id in self._running:
+            self._running[job.id].cancel()
+            await asyncio.gather(self._running[job.id], return_exceptions=True)
+        return job
+
+    async def wait_for_change(self, timeout: float) -> None:
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _finish(
+        self,
+        job: Job,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        job.status, job.result, job.error, job.finished_at = status, result, error, time.time()
+        await asyncio.to_thread(self.store.save, job)
+        await self._notify()
+
+    async def _work(self) -> None:
+        while True:
+            job = self.jobs[await self._queue.get()]
+            if job.status != "queued":  # cancelled while waiting
+                continue
+            task = asyncio.create_task(self._run(job))
+            self._running[job.id] = task
+            try:
+                await asyncio.gather(task, return_exceptions=True)
+            finally:
+                self._running.pop(job.id, None)
+
+    async def _run(self, job: Job) -> None:
+        job.status, job.started_at = "running", time.time()
+        await asyncio.to_thread(self.store.save, job)
+        await self._notify()
+        loop = asyncio.get_running_loop()
+
+        def progress(done: int, total: int) -> None:
+            job.done, job.total = done, total
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._notify()))
+
+        try:
+            result = await self.tasks[job.task](job.body, progress)
+        except asyncio.CancelledError:
+            await self._finish(
+                job, "cancelled", error={"code": "cancelled", "message": "cancelled"}
+            )
+            raise
+        except ZooError as exc:
+            await self._finish(
+                job,
+                "failed",
+                error={"code": exc.code, "message": exc.message, "details": exc.details},
+            )
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job.id, job.task)
+            await self._finish(
+                job,
+                "failed",
+                error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"},
+            )
+        else:
+            if job.total == 0:
+                job.done = job.total = 1
+            await self._finish(job, "succeeded", result=result)
