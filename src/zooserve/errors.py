@@ -103,3 +103,9 @@ class FamilyNotImplemented(ZooError):
     """The config names a family this version of zooserve has no adapter for."""
 
     status, code = 501, "family_not_implemented"
+
+
+class InvalidRequest(InvalidInput):
+    """The request body does not match the route's schema."""
+
+    code = "invalid_request"

@@ -186,3 +186,19 @@ def test_unknown_model_lists_available_ones_and_malformed_json_is_422(client: ht
     )
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
     assert client.get("/no/such/route").status_code == 404
+
+
+def test_detect_accepts_an_upload_and_cleans_it_up(client: httpx.Client, media_root) -> None:
+    image = (media_root / "astronaut.png").read_bytes()
+    response = client.post(
+        "/api/detect",
+        files={"file": ("../../evil name.png", image, "image/png")},
+        data={"request": '{"model": "face", "confidence_threshold": 0.5}'},
+    )
+    assert response.status_code == 200, response.text
+    assert [d["label"] for d in response.json()["frames"][0]["detections"]] == ["face"]
+    assert not any((media_root / ".uploads").iterdir())  # removed after the request
+    response = client.post("/api/detect", files={"file": ("x.mp4", b"not a video")})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "not_a_video"
+    response = client.post("/api/detect", data={"request": "{}"}, files={"other": ("a", b"")})
+    assert response.status_code == 400

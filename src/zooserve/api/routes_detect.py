@@ -13,6 +13,7 @@ from zooserve.api.schemas import (
     FrameResult,
     VideoInfo,
 )
+from zooserve.api.uploads import task_request
 from zooserve.pipelines.detect import DetectResult, detect
 
 router = APIRouter(prefix="/api")
@@ -49,15 +50,38 @@ def to_response(result: DetectResult) -> DetectResponse:
     )
 
 
-@router.post("/detect", response_model=DetectResponse)
-async def detect_route(body: DetectRequest, request: Request) -> DetectResponse:
-    result = await detect(
-        manager_of(request),
-        body.video_path,
-        body.frame_numbers,
-        model=body.model,
-        confidence_threshold=body.confidence_threshold,
-        prompts=body.prompts,
-    )
+@router.post(
+    "/detect",
+    response_model=DetectResponse,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": DetectRequest.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "request": {"type": "string", "description": "JSON fields"},
+                        },
+                    }
+                },
+            },
+            "required": True,
+        }
+    },
+)
+async def detect_route(request: Request) -> DetectResponse:
+    """JSON `DetectRequest`, or multipart: `file` (video/image) + `request` (JSON fields)."""
+    manager = manager_of(request)
+    async with task_request(request, DetectRequest, manager.config.media_dir) as body:
+        result = await detect(
+            manager,
+            body.video_path,
+            body.frame_numbers,
+            model=body.model,
+            confidence_threshold=body.confidence_threshold,
+            prompts=body.prompts,
+        )
     request.state.model = result.model  # labels this request's metrics
     return to_response(result)

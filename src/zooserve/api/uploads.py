@@ -1,0 +1,83 @@
+"""Requests that carry their media: a multipart upload (`file` + a JSON `request` field)
+instead of `video_path`. The file is stored under media_root/.uploads/ for the request's
+lifetime and removed afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from zooserve.errors import BadRequest, InvalidRequest
+
+M = TypeVar("M", bound=BaseModel)
+UPLOAD_DIR = ".uploads"
+
+
+def _invalid(exc: ValidationError) -> InvalidRequest:
+    errors = [
+        {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+    where = ", ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
+    return InvalidRequest(f"invalid request: {where}", {"errors": errors})
+
+
+def _save(upload: UploadFile, path: Path) -> None:
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload.file, out)
+
+
+@contextlib.asynccontextmanager
+async def task_request(request: Request, model: type[M], media_root: Path) -> AsyncIterator[M]:
+    """Parse a JSON body, or a multipart upload whose file becomes `video_path`."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise InvalidRequest("invalid request: the body is not valid JSON") from exc
+        try:
+            parsed = model.model_validate(body)
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+        yield parsed
+        return
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise BadRequest("multipart requests need a `file` part (the video or image)")
+    raw = form.get("request") or "{}"
+    try:
+        fields = json.loads(raw if isinstance(raw, str) else "{}")
+    except ValueError as exc:
+        raise InvalidRequest("the `request` part must be a JSON object") from exc
+    if not isinstance(fields, dict):
+        raise InvalidRequest("the `request` part must be a JSON object")
+    name = (
+        re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.filename).name)[-100:].lstrip(".") or "upload"
+    )
+    folder = media_root / UPLOAD_DIR / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    try:
+        await asyncio.to_thread(_save, upload, folder / name)
+        try:
+            parsed = model.model_validate(
+                {**fields, "video_path": f"{UPLOAD_DIR}/{folder.name}/{name}"}
+            )
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+        yield parsed
+    finally:
+        await upload.close()
+        shutil.rmtree(folder, ignore_errors=True)
