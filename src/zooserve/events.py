@@ -37,6 +37,10 @@ class EventLog:
         """Call `callback(event)` for every later event (metrics, the dashboard's live feed)."""
         self._subscribers.append(callback)
 
+    def unsubscribe(self, callback: Callable[[Event], None]) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
     def record(self, event: Event) -> Event:
         self._events.append(event)
         for callback in self._subscribers:

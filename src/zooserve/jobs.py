@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -216,8 +217,17 @@ class JobRunner:
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        job.status, job.result, job.error, job.finished_at = status, result, error, time.time()
-        await asyncio.to_thread(self.store.save, job)
+        # Persist first, then show: a client that saw "succeeded" can rely on it surviving a crash.
+        final = dataclasses.replace(
+            job, status=status, result=result, error=error, finished_at=time.time()
+        )
+        await asyncio.to_thread(self.store.save, final)
+        job.status, job.result, job.error, job.finished_at = (
+            status,
+            result,
+            error,
+            final.finished_at,
+        )
         await self._notify()
 
     async def _work(self) -> None:

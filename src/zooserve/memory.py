@@ -100,7 +100,12 @@ class CudaProbe:
 
     def measure_load(self, adapter: ModelAdapter, before: int) -> int:
         torch.cuda.synchronize(self.index)
-        return max(0, self.allocated_bytes() - before)
+        allocated = max(0, self.allocated_bytes() - before)
+        if not adapter.torch_modules():
+            # ONNX Runtime / OpenCV allocate outside torch's allocator: take the larger of what
+            # torch saw and the adapter's own count (its weight bytes).
+            return max(allocated, adapter.memory_bytes())
+        return allocated
 
     def allocated_bytes(self) -> int:
         return int(torch.cuda.memory_allocated(self.index))

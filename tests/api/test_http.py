@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.api.conftest import VIDEO_FRAMES
+from tests.conftest import VIDEO_FRAMES
 from zooserve.api.server import BackgroundServer
 
 

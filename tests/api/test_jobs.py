@@ -150,7 +150,8 @@ def test_jobs_survive_a_killed_server(zoo_config: Path, tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
             job_id = http.post("/api/jobs", json=detect_job([0, 1])).json()["job_id"]
-            finished = wait_for(http, job_id, ("succeeded",))
+            finished = wait_for(http, job_id, ("succeeded", "failed"))
+            assert finished["status"] == "succeeded", finished["error"]
     finally:
         process.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
         process.wait()

@@ -20,6 +20,7 @@ from zooserve.api import (
     routes_jobs,
     routes_models,
     routes_track,
+    routes_ui,
 )
 from zooserve.api.errors import install_error_handlers
 from zooserve.api.metrics import Metrics
@@ -92,7 +93,8 @@ def create_app(
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(routes_models.router)
-    for module in (routes_detect, routes_enrich, routes_track, routes_generate, routes_jobs):
+    modules = (routes_detect, routes_enrich, routes_track, routes_generate, routes_jobs, routes_ui)
+    for module in modules:
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -1,0 +1,82 @@
+"""The dashboard in a real headless Chromium (Debian's package, driven by Playwright) against a
+real server: it shows a model the test loads through the API, streams its load event, and the
+try-it panel shows an annotated frame. The screenshot is written for a person to look at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from zooserve.api.server import BackgroundServer
+from zooserve.catalog import load_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+KEY = "ui-key"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (./bootstrap test does)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(zoo_config: Path) -> Iterator[BackgroundServer]:
+    with BackgroundServer(load_config(zoo_config), api_key=KEY) as running:
+        yield running
+
+
+def test_dashboard_shows_models_events_and_an_annotated_frame(
+    browser: Browser, server: BackgroundServer, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server.url}/ui")
+    page.fill("#apikey", KEY)
+    page.dispatch_event("#apikey", "change")
+    expect(page.locator('#zoo tr[data-model="face"]')).to_be_visible()
+
+    loaded = httpx.post(
+        f"{server.url}/models/load",
+        json={"model_id": "face"},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert loaded.status_code == 200
+    row = page.locator('#zoo tr[data-model="face"]')
+    expect(row.locator("td").nth(3)).to_have_text("loaded")
+    expect(page.locator("#events")).to_contain_text("load face")
+    expect(page.locator("#budget div")).to_contain_text("face")
+
+    page.select_option("#media", "astronaut.png")
+    page.select_option("#model", "face")
+    page.click("#run")
+    image = page.locator("#frames img.annotated")
+    expect(image).to_have_count(1)
+    expect(page.locator("#status")).to_contain_text("frame 0: 1 (face)")
+    assert image.evaluate("img => img.naturalWidth") == 512
+
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    if os.environ.get("ZOOSERVE_SCREENSHOTS"):
+        target = Path(os.environ["ZOOSERVE_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / "dashboard.png")
