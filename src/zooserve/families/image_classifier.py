@@ -1,0 +1,179 @@
+"""Fixed-vocabulary image classifiers (ViT, ResNet, ConvNeXt, ...) through transformers.
+
+Any `AutoModelForImageClassification` checkpoint with its `AutoImageProcessor` works; the class
+names come from the checkpoint's `config.id2label`. The zoo uses these for violence (2 classes),
+weather (5), age groups, gender, vehicle type (ResNet-50, 11) and pets (ResNet-18).
+
+Scores follow transformers' image-classification pipeline: softmax over classes, or an
+independent sigmoid per class when `config.problem_type == "multi_label_classification"` (or
+the head has a single output), so multi-label scores need not sum to 1.
+
+Options (`models.<name>.options`): `top_k` (keep the k best classes per image, default all),
+`batch_size` (images per forward pass, default 32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from zooserve.catalog import ModelSpec
+from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
+from zooserve.families.base import Image
+from zooserve.families.kinds import Classifier
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def positive_int_option(spec: ModelSpec, key: str, default: int | None) -> int | None:
+    """`spec.options[key]` as a positive int (or `default` when absent); bad values name the key."""
+    value = spec.options.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"models.{spec.name}.options.{key}: expected a positive integer, got {value!r}",
+            {"model": spec.name, "option": key},
+        )
+    return value
+
+
+def rgb_images(images: Sequence[Image]) -> list[np.ndarray]:
+    """Check every image is RGB (H, W, 3) with pixels; InvalidInput names the first bad one."""
+    frames = [np.asarray(image) for image in images]
+    for i, frame in enumerate(frames):
+        if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
+            raise InvalidInput(
+                f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
+            )
+    return frames
+
+
+def ranked(labels: Sequence[str], scores: np.ndarray, top_k: int | None = None) -> dict[str, float]:
+    """{label: score} sorted high to low (ties keep label order), cut to the `top_k` best."""
+    order = sorted(range(len(labels)), key=lambda i: -float(scores[i]))
+    if top_k is not None:
+        order = order[:top_k]
+    return {labels[i]: float(scores[i]) for i in order}
+
+
+def to_device(
+    inputs: dict[str, torch.Tensor], device: str, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Move processor outputs to the device; only floating tensors (pixels) take `dtype`."""
+    return {
+        name: tensor.to(device, dtype=dtype) if tensor.is_floating_point() else tensor.to(device)
+        for name, tensor in inputs.items()
+    }
+
+
+class ImageClassifier(Classifier):
+    """`AutoModelForImageClassification` + `AutoImageProcessor` from a local checkpoint."""
+
+    family = "vit_classifier"
+    zero_shot = False
+
+    model: Any
+    processor: Any
+
+    def __init__(self, spec: ModelSpec, source: str, device: str) -> None:
+        super().__init__(spec, source, device)
+        _ = self.top_k, self.batch_size  # bad options fail here, before any load
+        self.model = None
+        self.processor = None
+        #: Class names in logit order, from `config.id2label`.
+        self.class_names: list[str] = []
+        self.multi_label = False
+
+    # Options are read from `spec` (which survives `unload`), so a reload sees them again.
+    @property
+    def top_k(self) -> int | None:
+        return positive_int_option(self.spec, "top_k", None)
+
+    @property
+    def batch_size(self) -> int:
+        return positive_int_option(self.spec, "batch_size", None) or DEFAULT_BATCH_SIZE
+
+    def load(self) -> None:
+        """Load the image processor and weights from `self.source` only; failures propagate."""
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        processor = AutoImageProcessor.from_pretrained(self.source, local_files_only=True)
+        model = AutoModelForImageClassification.from_pretrained(
+            self.source, dtype=self.dtype, local_files_only=True
+        )
+        config = model.config
+        if config.problem_type == "regression":
+            raise ModelLoadFailed(
+                f"{self.spec.name} has a regression head, not a classifier",
+                {"model": self.spec.name},
+            )
+        # `self.model` is typed Any: transformers' wrapper on `PreTrainedModel.to` trips mypy.
+        self.model = model.to(self.device).eval()
+        self.processor = processor
+        self.class_names = [str(config.id2label[i]) for i in range(config.num_labels)]
+        self.multi_label = (
+            config.problem_type == "multi_label_classification" or config.num_labels == 1
+        )
+
+    def torch_modules(self) -> list[torch.nn.Module]:
+        model = getattr(self, "model", None)
+        return [model] if model is not None else []
+
+    def warmup(self) -> None:
+        """One tiny forward so the manager can measure a forward pass's peak memory."""
+        self.classify([np.zeros((32, 32, 3), dtype=np.uint8)])
+
+    def classify(
+        self, images: Sequence[Image], labels: Sequence[str] | None = None
+    ) -> list[dict[str, float]]:
+        """Per image {class: probability}, best first.
+
+        `labels`, when not empty, keeps only those classes (each must be one of the model's; the
+        probabilities are still over all classes, not renormalised).
+        """
+        keep = self._selected_classes(labels)
+        frames = rgb_images(images)
+        results: list[dict[str, float]] = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = frames[start : start + self.batch_size]
+            inputs = self.processor(images=chunk, return_tensors="pt")
+            with torch.inference_mode():
+                logits = self.forward(dict(inputs))
+            probabilities = self.postprocess(logits)
+            for row in probabilities:
+                results.append(
+                    ranked([self.class_names[i] for i in keep], row[keep], top_k=self.top_k)
+                )
+        return results
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The only step that touches the device: pixels (B, 3, H, W) -> logits (B, classes)."""
+        assert self.model is not None, "load() first"
+        outputs = self.model(**to_device(inputs, self.device, self.dtype))
+        logits: torch.Tensor = outputs.logits
+        return logits
+
+    def postprocess(self, logits: torch.Tensor) -> np.ndarray:
+        """Logits (B, classes) -> float32 probabilities (B, classes), computed in fp32."""
+        logits = logits.float().cpu()
+        scores = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+        return scores.numpy()
+
+    def _selected_classes(self, labels: Sequence[str] | None) -> list[int]:
+        """Indices of the classes to report: all, or those named in `labels`."""
+        if self.model is None:
+            raise RuntimeError("load() first")
+        if not labels:
+            return list(range(len(self.class_names)))
+        index = {name: i for i, name in enumerate(self.class_names)}
+        unknown = [label for label in labels if label not in index]
+        if unknown:
+            raise InvalidInput(
+                f"{self.spec.name} has a fixed set of classes; unknown labels {unknown}",
+                {"unknown": unknown, "known": self.class_names},
+            )
+        return [index[label] for label in dict.fromkeys(labels)]
