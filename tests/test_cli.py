@@ -68,3 +68,66 @@ def test_demo_runs_end_to_end_and_writes_annotated_frames(tmp_path: Path) -> Non
     assert "opencv-hog-people" in done.stdout and "opencv-face" in done.stdout
     written = sorted(p.name for p in out.glob("*.png"))
     assert "astronaut-frame0000.png" in written and len(written) == 5
+
+
+def test_detect_runs_locally_with_json_and_annotated_output(tmp_path: Path) -> None:
+    from zooserve.samples import sample_files
+
+    out = tmp_path / "astronaut.png"
+    result = runner.invoke(
+        app,
+        [
+            "detect",
+            str(sample_files()["astronaut.png"]),
+            "-m",
+            "opencv-face",
+            "--json",
+            "--annotate",
+            str(out),
+            "--config",
+            str(SHIPPED),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert [d["label"] for d in body["frames"][0]["detections"]] == ["face"]
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_detect_and_models_commands_against_a_running_server(tmp_path: Path) -> None:
+    from zooserve.api.server import BackgroundServer
+    from zooserve.catalog import load_config
+    from zooserve.samples import sample_files
+
+    config = yaml.safe_load(SHIPPED.read_text())
+    config.update(media_root=str(tmp_path / "media"), jobs_db=str(tmp_path / "jobs.sqlite3"))
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(config))
+    video = tmp_path / "elsewhere" / "bikes.mp4"  # outside media_root: it is uploaded
+    video.parent.mkdir()
+    video.write_bytes(sample_files()["bikes.mp4"].read_bytes())
+    with BackgroundServer(load_config(path), api_key="k") as server:
+        args = ["--url", server.url, "--api-key", "k"]
+        result = runner.invoke(
+            app,
+            [
+                "detect",
+                str(video),
+                "--frames",
+                "78,106",
+                "-m",
+                "opencv-hog-people",
+                "--json",
+                "--annotate",
+                str(tmp_path / "bikes.mp4"),
+                *args,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert [f["frame_number"] for f in json.loads(result.stdout)["frames"]] == [78, 106]
+        assert (tmp_path / "bikes.mp4").stat().st_size > 1000
+        assert "opencv-hog-people" in runner.invoke(app, ["models", "ps", *args]).output
+        unloaded = runner.invoke(app, ["models", "unload", "opencv-hog-people", *args])
+        assert json.loads(unloaded.stdout)["status"] == "unloaded"
+        wrong = runner.invoke(app, ["models", "ps", "--url", server.url, "--api-key", "x"])
+        assert wrong.exit_code == 1 and "401" in wrong.output

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -102,6 +102,160 @@ def bench(
 
     _logging("warning")
     run_bench(_config(config), models or [], frames=frames, out=out, console=console)
+
+
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="a running zooserve (default: run in this process)")
+]
+KeyOption = Annotated[
+    str | None, typer.Option("--api-key", envvar="ZOOSERVE_API_KEY", help="bearer token")
+]
+
+
+@app.command()
+def detect(
+    file: Annotated[Path, typer.Argument(help="video or image")],
+    frames: Annotated[str | None, typer.Option(help="frame numbers, e.g. 0,10,20")] = None,
+    sample: Annotated[
+        str | None, typer.Option(help="strategy:count, e.g. uniform:8, scene_change:5")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    prompts: Annotated[str | None, typer.Option(help="comma-separated text queries")] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+    annotate: Annotated[
+        Path | None, typer.Option(help="write annotated frames: OUT.png or OUT.mp4")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Detect objects in FILE (locally, or on the server given by --url)."""
+    from zooserve.cli_tasks import run_detect
+
+    _logging("warning")
+    run_detect(
+        _config(config),
+        file,
+        frames,
+        sample,
+        model,
+        prompts,
+        threshold,
+        url,
+        api_key,
+        as_json,
+        annotate,
+    )
+
+
+def _remote(url: str, method: str, path: str, api_key: str | None, **kwargs: Any) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.request(
+            method, url.rstrip("/") + path, headers=headers, timeout=600, **kwargs
+        )
+    except httpx.TransportError as exc:
+        console.print(f"[red]cannot reach {url}[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    body = response.json()
+    if response.status_code >= 400:
+        error = body.get("error", {})
+        console.print(
+            f"[red]{response.status_code} {error.get('code')}[/red]: {error.get('message')}"
+        )
+        raise typer.Exit(1)
+    return body
+
+
+@models_app.command("ps")
+def models_ps(
+    url: Annotated[str, typer.Option(help="the running zooserve")] = "http://127.0.0.1:8000",
+    api_key: KeyOption = None,
+) -> None:
+    """What a running server holds now: bytes, leases, keep-alive expiry (like `ollama ps`)."""
+    info = _remote(url, "GET", "/models/info?events=0", api_key)
+    table = Table(
+        "name",
+        "family",
+        "measured MB",
+        "peak MB",
+        "in use",
+        "expires in",
+        title=f"{info['memory_used_mb']:.1f} / {info['memory_budget_mb']:.0f} MB on "
+        f"{info['device']}",
+    )
+    for name, m in info["models"].items():
+        if m["status"] not in ("loaded", "loading", "unloading"):
+            continue
+        expires = (
+            "pinned"
+            if m["pinned"]
+            else (
+                "in use" if m["expires_in_seconds"] is None else f"{m['expires_in_seconds']:.0f} s"
+            )
+        )
+        table.add_row(
+            name,
+            str(m["family"]),
+            f"{m['memory_mb_measured'] or 0:.2f}",
+            f"{m['peak_mb_measured'] or 0:.2f}",
+            str(m["in_use"]),
+            expires,
+        )
+    console.print(table)
+
+
+@models_app.command("info")
+def models_info(
+    name: str, url: UrlOption = None, api_key: KeyOption = None, config: ConfigOption = None
+) -> None:
+    """One model's record (from a running server with --url, else from the config)."""
+    if url:
+        info = _remote(url, "GET", "/models/info?events=0", api_key)["models"]
+        if name not in info:
+            console.print(f"[red]unknown model {name!r}[/red]")
+            raise typer.Exit(2)
+        typer.echo(json.dumps(info[name], indent=2))
+        return
+    from zooserve import catalog
+
+    cfg = _config(config)
+    spec = cfg.models.get(name)
+    if spec is None:
+        console.print(f"[red]unknown model {name!r}[/red]; known: {', '.join(sorted(cfg.models))}")
+        raise typer.Exit(2)
+    source = catalog.locate(cfg, spec)
+    record = {
+        **spec.model_dump(),
+        "source": source,
+        "available": source is not None,
+        "family": catalog.infer_family(cfg, spec, source),
+    }
+    typer.echo(json.dumps(record, indent=2, default=str))
+
+
+@models_app.command("load")
+def models_load(
+    name: str,
+    url: Annotated[str, typer.Option(help="the running zooserve")] = "http://127.0.0.1:8000",
+    api_key: KeyOption = None,
+) -> None:
+    """Load a model on a running server now."""
+    typer.echo(json.dumps(_remote(url, "POST", "/models/load", api_key, json={"model_id": name})))
+
+
+@models_app.command("unload")
+def models_unload(
+    name: str,
+    url: Annotated[str, typer.Option(help="the running zooserve")] = "http://127.0.0.1:8000",
+    api_key: KeyOption = None,
+) -> None:
+    """Unload a model on a running server and report the memory recovered."""
+    body = _remote(url, "POST", "/models/unload", api_key, json={"model_id": name})
+    typer.echo(json.dumps(body))
 
 
 @models_app.command("list")

@@ -1,0 +1,140 @@
+"""SAMURAI on the tiny SAM2: with SAM2's own choices its explicit-memory step reproduces
+`Sam2VideoModel.forward` exactly; with its own choices the memory bank really changes; output
+contract, per-session motion state and bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.families.test_sam2 import BOXES, HEIGHT, WIDTH, make, run
+from tests.tiny.sam2 import sliding_video
+from zooserve.families.kinds import TrackPrompt
+from zooserve.families.samurai import SamuraiTrack, SamuraiTracker
+
+PROMPTS = [TrackPrompt(1, 0, box=BOXES[1]), TrackPrompt(2, 0, box=BOXES[2])]
+#: SAMURAI with SAM2's choices: no motion term, every frame eligible for memory.
+NEUTRAL = {
+    "motion_weight": 0.0,
+    "memory_mask_iou": float("-inf"),
+    "memory_object_logit": float("-inf"),
+    "memory_motion_iou": float("-inf"),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tiny_models) -> Path:
+    return tiny_models.path("sam2")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    return sliding_video(tmp_path_factory.mktemp("samurai") / "slide.mp4", frames=12)
+
+
+def loaded(path: Path, family: str = "samurai", **options: float) -> SamuraiTracker:
+    tracker = make(path, family, **options)
+    tracker.load()
+    return tracker  # type: ignore[return-value]
+
+
+def test_neutral_settings_reproduce_sam2(tiny_path: Path, video: list[np.ndarray]) -> None:
+    """The same step from the model's parts (candidates, memory attention, pointers, memory
+    encoder) gives exactly transformers' masks and scores when it makes SAM2's choices."""
+    sam2 = run(loaded(tiny_path, "sam2"), video, PROMPTS)
+    neutral = run(loaded(tiny_path, **NEUTRAL), video, PROMPTS)
+    for expected, got in zip(sam2, neutral, strict=True):
+        assert [o.object_id for o in got] == [1, 2]
+        for a, b in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(a.mask, b.mask)
+            assert a.score == pytest.approx(b.score, abs=1e-6)
+            assert a.box == b.box
+
+
+def test_memory_selection_changes_what_is_attended(
+    tiny_path: Path, video: list[np.ndarray]
+) -> None:
+    """With tau_mask above any predicted IoU no tracked frame is eligible: the bank holds the
+    prompt frame and the previous frame only, and the masks differ from SAM2's."""
+    strict = loaded(tiny_path, memory_mask_iou=2.0)
+    session = strict.start(PROMPTS, WIDTH, HEIGHT)
+    results = [strict.step(session, i, frame) for i, frame in enumerate(video)]
+    track: SamuraiTrack = session.tracks[1]
+    index = session.next_index
+    assert not any(e.eligible for e in track.history.values())
+    view = strict._view(track, index)
+    assert list(view.conditioning) == [0]
+    assert [(slot, id(e)) for slot, e in view.memories] == [(1, id(track.history[index - 1]))]
+    assert len(view.pointers) == 3  # pointers still come from the previous frames (as SAM2)
+    neutral = run(loaded(tiny_path, **NEUTRAL), video, PROMPTS)
+    assert any(
+        not np.array_equal(a.mask, b.mask)
+        for mine, theirs in zip(results, neutral, strict=True)
+        for a, b in zip(mine, theirs, strict=True)
+    )
+
+
+def test_end_to_end_with_defaults(tiny_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(tiny_path)
+    session = tracker.start(PROMPTS, WIDTH, HEIGHT)
+    held = []
+    for i, frame in enumerate(video):
+        objects = tracker.step(session, i, frame)
+        held.append(tracker.session_bytes(session))
+        assert [o.object_id for o in objects] == [1, 2]
+        for obj in objects:
+            assert obj.mask is not None and obj.mask.shape == (HEIGHT, WIDTH)
+            assert obj.mask.dtype == bool and 0.0 <= obj.score <= 1.0
+    assert min(held) > 0
+    assert held[-1] <= max(held[:9]), "memory stops growing once the window is full"
+    for obj in (1, 2):
+        track: SamuraiTrack = session.tracks[obj]
+        assert track.motion.kalman is not None, "the Kalman filter follows each object"
+        assert set(track.conditioning) == {0}
+        assert max(track.history) == len(video) - 1
+
+
+def test_sessions_are_independent(tiny_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(tiny_path, stable_frames=2)  # the motion term is used early
+    alone = run(tracker, video[:6], PROMPTS)
+    first = tracker.start(PROMPTS, WIDTH, HEIGHT)
+    other = tracker.start([TrackPrompt(4, 0, box=(10.0, 10.0, 60.0, 50.0))], WIDTH, HEIGHT)
+    for i, frame in enumerate(video[:6]):
+        tracker.step(other, i, frame)
+        mixed = tracker.step(first, i, frame)
+        for a, b in zip(alone[i], mixed, strict=True):
+            np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_a_later_prompt_corrects_an_object(tiny_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(tiny_path, stable_frames=2)
+    prompts = [*PROMPTS, TrackPrompt(1, 5, box=(40.0, 20.0, 100.0, 80.0))]
+    session = tracker.start(prompts, WIDTH, HEIGHT)
+    for i in range(5):
+        tracker.step(session, i, video[i])
+    assert session.tracks[1].motion.stable_frames > 0
+    objects = tracker.step(session, 5, video[5])
+    assert [o.object_id for o in objects] == [1, 2]
+    track: SamuraiTrack = session.tracks[1]
+    assert set(track.conditioning) == {0, 5} and track.motion.kalman is None  # restarted
+    assert session.tracks[2].motion.kalman is not None  # the other object is unaffected
+    tracker.step(session, 6, video[6])
+    assert track.motion.kalman is not None
+
+
+def test_options_survive_unload(tiny_path: Path) -> None:
+    tracker = loaded(tiny_path, motion_weight=0.4)
+    tracker.unload()
+    assert tracker.model is None and tracker.motion.motion_weight == 0.4
