@@ -14,8 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from zooserve.engines.config import EngineSpec
 from zooserve.errors import ConfigError
-from zooserve.zoo import TriggerSpec, check_trigger_graph
+from zooserve.zoo import TriggerSpec, check_trigger_graph, check_trigger_models
 
 DEFAULT_CONFIG_PATH = Path("config/models.yaml")
 TaskName = Literal[
@@ -125,7 +126,7 @@ class Config(_Strict):
     tasks: dict[TaskName, TaskSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec]
     zoo: ZooSection = Field(default_factory=ZooSection)
-    engines: list[dict[str, Any]] = Field(default_factory=list)
+    engines: list[EngineSpec] = Field(default_factory=list)
     #: Directory of the config file; relative paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -153,6 +154,7 @@ class Config(_Strict):
                         f"tasks.{task}.options names {option!r}, which is not under models: "
                         f"(known: {sorted(self.models)})"
                     )
+        check_trigger_models(self.zoo.triggers, self.models)
         return self
 
     def resolve_path(self, path: Path) -> Path:
@@ -240,6 +242,14 @@ MODEL_TYPE_TO_FAMILY = {
     "owlv2": "owlv2",
     "grounding-dino": "grounding_dino",
     "florence2": "florence2",
+    "clip": "clip",
+    "siglip": "clip",
+    "siglip2": "clip",
+    "segformer": "segformer",
+    "depth_anything": "depth_anything",
+    "vitpose": "vitpose",
+    "xclip": "xclip",
+    "sam2_video": "sam2",
 }
 
 

@@ -67,6 +67,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         log_config=None,
+        timeout_graceful_shutdown=10,  # open event streams (dashboards) must not hold shutdown
     )
 
 
@@ -96,12 +97,29 @@ def bench(
     out: Annotated[Path, typer.Option(help="directory for bench.md and bench.json")] = Path(
         "out/bench"
     ),
+    zoo: Annotated[
+        bool, typer.Option("--zoo", help="every enabled zoo model; model-major vs naive order")
+    ] = False,
+    track: Annotated[
+        bool, typer.Option("--track", help="tracked frames/s and session memory per tracker")
+    ] = False,
 ) -> None:
     """Per model: memory, load and inference time, unload recovery; then HTTP/in-process."""
+    _logging("warning")
+    cfg = _config(config)
+    if zoo:
+        from zooserve.bench_zoo import run_zoo_bench
+
+        run_zoo_bench(cfg, out=out, console=console)
+        return
+    if track:
+        from zooserve.bench_track import run_track_bench
+
+        run_track_bench(cfg, out=out, console=console)
+        return
     from zooserve.bench import run_bench
 
-    _logging("warning")
-    run_bench(_config(config), models or [], frames=frames, out=out, console=console)
+    run_bench(cfg, models or [], frames=frames, out=out, console=console)
 
 
 UrlOption = Annotated[

@@ -76,6 +76,7 @@ def test_dashboard_shows_models_events_and_an_annotated_frame(
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    page.close()
     if os.environ.get("ZOOSERVE_SCREENSHOTS"):
         target = Path(os.environ["ZOOSERVE_SCREENSHOTS"])
         target.mkdir(parents=True, exist_ok=True)

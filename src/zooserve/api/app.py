@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -25,20 +26,22 @@ from zooserve.api import (
 from zooserve.api.errors import install_error_handlers
 from zooserve.api.metrics import Metrics
 from zooserve.api.middleware import ServiceMiddleware
-from zooserve.api.tasks import job_tasks
+from zooserve.api.tasks import Services, job_tasks
 from zooserve.catalog import Config
+from zooserve.engines.pool import EnginePool
 from zooserve.jobs import JobRunner, JobStore
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
+from zooserve.pipelines.track_sessions import TrackingSessions
 
 log = logging.getLogger("zooserve")
 
 
-def _bind(manager: ModelManager, model: Any, run: Any) -> Any:
-    """A job runner for one task: validate the stored body, then run the task's pipeline."""
+def _bind(services: Services, model: Any, run: Any) -> Any:
+    """A job runner for one task: validate the stored body, then run the task's work."""
 
     async def runner(body: dict[str, Any], progress: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await run(manager, model.model_validate(body), progress)
+        result: dict[str, Any] = await run(services, model.model_validate(body), progress)
         return result
 
     return runner
@@ -64,16 +67,25 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.manager = active = manager or ModelManager(config)
+        app.state.engines = engines = EnginePool(config, active)
+        app.state.tracking_sessions = sessions = TrackingSessions(active)
+        services = Services(active, engines, sessions)
         tasks = job_tasks()
         app.state.job_tasks = tasks
         app.state.jobs = jobs = JobRunner(
             JobStore(config.resolve_path(config.jobs_db)),
-            {name: _bind(active, *entry) for name, entry in tasks.items()},
+            {name: _bind(services, *entry) for name, entry in tasks.items()},
             max_queued=config.max_queued_jobs,
             workers=config.job_workers,
         )
         metrics.watch(active, extra=lambda: _job_gauges(jobs))
+        # Everything imported so far lives for the whole process: freezing it keeps each
+        # unload's gc.collect() from walking ~500k transformers/torch objects (seconds on a CPU).
+        # Before start(): pinned models loaded there must stay collectable.
+        gc.freeze()
         await active.start()
+        await engines.start()
+        sessions.start_sweeper()
         await jobs.start()
         log.info(
             "zooserve ready: device=%s budget=%.0f MB models=%d auth=%s",
@@ -86,6 +98,8 @@ def create_app(
             yield
         finally:
             await jobs.close()
+            await sessions.stop_sweeper()
+            await engines.close()
             await active.close()
 
     key = api_key if api_key is not None else os.environ.get("ZOOSERVE_API_KEY") or None

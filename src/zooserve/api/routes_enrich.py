@@ -1,7 +1,194 @@
-"""POST /api/enrich routes (being built)."""
+"""POST /api/enrich: the zoo's triggers over detections on frames of a video or image."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import asdict
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from zooserve.api.routes_models import manager_of
+from zooserve.api.schemas import BBox
+from zooserve.families.base import make_detections
+from zooserve.manager import ModelManager
+from zooserve.pipelines.enrich import EnrichResult, enrich
 
 router = APIRouter(prefix="/api")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class GivenBox(_Request):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> GivenBox:
+        if not (self.x2 > self.x1 and self.y2 > self.y1):
+            raise ValueError("expected x2 > x1 and y2 > y1 (xyxy pixels)")
+        return self
+
+
+class GivenDetection(_Request):
+    frame_number: int = Field(ge=0)
+    label: str = Field(min_length=1)
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    bbox: GivenBox
+
+
+class Sampling(_Request):
+    strategy: Literal["uniform", "interval", "keyframes", "scene_change"] = "uniform"
+    count: int = Field(default=8, ge=1)
+
+
+class EnrichRequest(_Request):
+    video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
+    frame_numbers: list[int] | None = Field(default=None, min_length=1)
+    sampling: Sampling | None = None
+    detections: list[GivenDetection] | None = Field(
+        default=None, description="primary detections; when absent the detector finds them"
+    )
+    model: str | None = Field(default=None, description="the primary detector")
+    confidence_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    prompts: list[str] | None = Field(default=None, description="detector text queries")
+    triggers: list[str] | None = Field(default=None, description="default: every enabled one")
+    include_embeddings: bool = False
+    order: Literal["model_major", "per_detection"] = "model_major"
+
+    @model_validator(mode="after")
+    def _one_frame_selection(self) -> EnrichRequest:
+        if self.frame_numbers is not None and self.sampling is not None:
+            raise ValueError("give frame_numbers or sampling, not both")
+        return self
+
+
+class EnrichedDetection(BaseModel):
+    label: str
+    confidence: float
+    bbox: BBox
+    source: str
+    #: output name -> value; detector outputs are lists of detections of this same shape.
+    enrichments: dict[str, Any]
+
+
+class EnrichedFrame(BaseModel):
+    frame_number: int
+    timestamp: float
+    width: int
+    height: int
+    detections: list[EnrichedDetection]
+    enrichments: dict[str, Any]
+
+
+class StageErrorOut(BaseModel):
+    stage: str
+    model: str
+    code: str
+    message: str
+
+
+class LoadOut(BaseModel):
+    model: str
+    stages: list[str]
+    loaded: bool
+    load_seconds: float | None
+    bytes: int | None
+    evicted: list[str]
+    failed: bool
+
+
+class StageOut(BaseModel):
+    name: str
+    model: str
+    scope: str
+    status: str
+    inputs: int
+    seconds: float
+    reason: str | None
+
+
+class EnrichResponse(BaseModel):
+    frames: list[EnrichedFrame]
+    batch: dict[str, Any]
+    clip: dict[str, Any]
+    errors: list[StageErrorOut]
+    loads: list[LoadOut]
+    stages: list[StageOut]
+    detector: str | None
+    order: str
+    processing_time: float
+
+
+def to_response(result: EnrichResult) -> EnrichResponse:
+    frames = [
+        EnrichedFrame(
+            frame_number=f.frame_number,
+            timestamp=round(f.timestamp, 6),
+            width=f.width,
+            height=f.height,
+            detections=[EnrichedDetection(**d.to_dict()) for d in f.detections],
+            enrichments={
+                k: [s.to_dict() for s in v] if _is_subjects(v) else v
+                for k, v in f.enrichments.items()
+            },
+        )
+        for f in result.frames
+    ]
+    return EnrichResponse(
+        frames=frames,
+        batch=result.batch,
+        clip=result.clip,
+        errors=[StageErrorOut(**asdict(e)) for e in result.errors],
+        loads=[LoadOut(**asdict(load)) for load in result.loads],
+        stages=[StageOut(**asdict(s)) for s in result.stages],
+        detector=result.detector,
+        order=result.order,
+        processing_time=result.processing_time,
+    )
+
+
+def _is_subjects(value: Any) -> bool:
+    return isinstance(value, list) and all(hasattr(v, "to_dict") for v in value)
+
+
+@router.post("/enrich", response_model=EnrichResponse)
+async def enrich_route(body: EnrichRequest, request: Request) -> EnrichResponse:
+    return await enrich_response(manager_of(request), body)
+
+
+async def enrich_response(manager: ModelManager, body: EnrichRequest) -> EnrichResponse:
+    """The route's work, reusable by async jobs."""
+    given = None
+    if body.detections is not None:
+        by_frame: dict[int, list[GivenDetection]] = {}
+        for d in body.detections:
+            by_frame.setdefault(d.frame_number, []).append(d)
+        given = {
+            n: make_detections(
+                np.array([[d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2] for d in ds]),
+                np.array([d.confidence for d in ds]),
+                [d.label for d in ds],
+                sorted({d.label for d in ds}),
+            )
+            for n, ds in by_frame.items()
+        }
+    result = await enrich(
+        manager,
+        body.video_path,
+        body.frame_numbers,
+        sampling=(body.sampling.strategy, body.sampling.count) if body.sampling else None,
+        detections=given,
+        model=body.model,
+        confidence_threshold=body.confidence_threshold,
+        prompts=body.prompts,
+        triggers=body.triggers,
+        include_embeddings=body.include_embeddings,
+        order=body.order,
+    )
+    return to_response(result)

@@ -4,7 +4,7 @@ DELETE /api/jobs/{id}. The body of a job is the body of the task's own route."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,15 +12,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from zooserve.errors import InvalidInput
-from zooserve.jobs import TERMINAL, JobRunner, Progress
-from zooserve.manager import ModelManager
+from zooserve.jobs import TERMINAL, JobRunner
 
 router = APIRouter(prefix="/api")
-
-#: task name -> (request model, runner(manager, request, progress) -> response dict).
-TaskEntry = tuple[
-    type[BaseModel], Callable[[ModelManager, Any, Progress], Awaitable[dict[str, Any]]]
-]
 
 
 class JobRequest(BaseModel):
@@ -34,7 +28,7 @@ def runner_of(request: Request) -> JobRunner:
     return jobs
 
 
-def validate_body(tasks: dict[str, TaskEntry], task: str, body: dict[str, Any]) -> None:
+def validate_body(tasks: dict[str, Any], task: str, body: dict[str, Any]) -> None:
     if task not in tasks:
         raise InvalidInput(f"unknown task {task!r}; known tasks: {sorted(tasks)}")
     try:

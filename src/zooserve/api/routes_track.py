@@ -1,7 +1,215 @@
-"""POST /api/track routes (being built)."""
+"""POST /api/track: one JSON document, or with `stream: true` (or `Accept:
+application/x-ndjson`) NDJSON: a `{"type": "frame", ...}` line per frame as it is produced,
+then `{"type": "summary", ...}` (or `{"type": "error", "error": {...}}` if the run fails after
+the first frame). Mistakes in the request are found before the first frame, so they get the
+usual status codes; a stream never holds more than the frame in flight.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from zooserve.api.routes_models import manager_of
+from zooserve.api.schemas import BBox, VideoInfo
+from zooserve.errors import ZooError
+from zooserve.families.kinds import TrackPrompt
+from zooserve.manager import ModelManager
+from zooserve.pipelines.track import FrameRange, TrackedFrame, TrackReport, track
+from zooserve.pipelines.track_sessions import TrackingSessions
+from zooserve.rle import decode_mask
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger("zooserve.api")
+NDJSON = "application/x-ndjson"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class RleMask(_Strict):
+    size: list[int] = Field(description="[height, width]")
+    counts: str | list[int] = Field(description="COCO RLE counts (compressed string)")
+
+
+class ObjectPrompt(_Strict):
+    object_id: int = Field(ge=0)
+    frame_number: int | None = Field(default=None, description="default: frame_range.start")
+    box: list[float] | None = Field(default=None, description="[x1, y1, x2, y2] px")
+    points: list[tuple[float, float]] = Field(default_factory=list, description="[[x, y], ...]")
+    point_labels: list[int] = Field(default_factory=list, description="1 object, 0 background")
+    mask: RleMask | None = None
+
+
+class FrameRangeBody(_Strict):
+    start: int = Field(ge=0)
+    end: int = Field(ge=0, description="inclusive")
+
+
+class TrackRequest(_Strict):
+    video_path: str = Field(min_length=1)
+    frame_range: FrameRangeBody
+    tracking_model: str | None = None
+    confidence_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    prompts: list[str | ObjectPrompt] = Field(
+        default_factory=list, description='texts (["person"]) or object prompts'
+    )
+    stream: bool = False
+
+
+class TrackedObjectOut(BaseModel):
+    object_id: int
+    bbox: BBox
+    mask: RleMask | None
+    score: float
+    occluded: bool
+
+
+class TrackedFrameOut(BaseModel):
+    frame_number: int
+    timestamp: float
+    objects: list[TrackedObjectOut]
+
+
+class TrackResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    detector: str | None
+    fps: float
+    processing_time: float
+    video: VideoInfo
+    frames: list[TrackedFrameOut]
+
+
+def sessions_of(request: Request) -> TrackingSessions:
+    """The app's tracking sessions, created (with their sweeper) on first use."""
+    state = request.app.state
+    sessions: TrackingSessions | None = getattr(state, "tracking_sessions", None)
+    if sessions is None:
+        sessions = state.tracking_sessions = TrackingSessions(manager_of(request))
+        sessions.start_sweeper()
+    return sessions
+
+
+def to_prompts(body: TrackRequest) -> list[str | TrackPrompt]:
+    prompts: list[str | TrackPrompt] = []
+    for item in body.prompts:
+        if isinstance(item, str):
+            prompts.append(item)
+            continue
+        prompts.append(
+            TrackPrompt(
+                object_id=item.object_id,
+                frame_number=body.frame_range.start
+                if item.frame_number is None
+                else item.frame_number,
+                box=tuple(item.box) if item.box is not None else None,  # type: ignore[arg-type]
+                points=tuple(item.points),
+                point_labels=tuple(item.point_labels),
+                mask=decode_mask(item.mask.model_dump()) if item.mask is not None else None,
+            )
+        )
+    return prompts
+
+
+def frame_out(frame: TrackedFrame) -> TrackedFrameOut:
+    return TrackedFrameOut(
+        frame_number=frame.frame_number,
+        timestamp=round(frame.timestamp, 6),
+        objects=[
+            TrackedObjectOut(
+                object_id=o.object_id,
+                bbox=BBox(x1=o.box[0], y1=o.box[1], x2=o.box[2], y2=o.box[3]),
+                mask=RleMask(**o.mask) if o.mask is not None else None,
+                score=o.score,
+                occluded=o.occluded,
+            )
+            for o in frame.objects
+        ],
+    )
+
+
+def summary(report: TrackReport) -> dict[str, Any]:
+    return {
+        "model": report.model,
+        "detector": report.detector,
+        "fps": report.fps,
+        "processing_time": report.processing_time,
+        "frames": report.frames,
+        "video": VideoInfo(
+            width=report.width, height=report.height, fps=report.fps, frame_count=report.frame_count
+        ).model_dump(),
+        "peak_session_bytes": report.peak_session_bytes,
+    }
+
+
+def start_tracking(
+    manager: ModelManager, sessions: TrackingSessions, body: TrackRequest, report: TrackReport
+) -> AsyncGenerator[TrackedFrame, None]:
+    return track(
+        manager,
+        body.video_path,
+        FrameRange(body.frame_range.start, body.frame_range.end),
+        prompts=to_prompts(body),
+        tracking_model=body.tracking_model,
+        confidence_threshold=body.confidence_threshold,
+        report=report,
+        sessions=sessions,
+    )
+
+
+def track_response(report: TrackReport, collected: list[TrackedFrameOut]) -> TrackResponse:
+    head = summary(report)
+    return TrackResponse(
+        model=head["model"],
+        detector=head["detector"],
+        fps=head["fps"],
+        processing_time=head["processing_time"],
+        video=VideoInfo(**head["video"]),
+        frames=collected,
+    )
+
+
+@router.post("/track", response_model=TrackResponse)
+async def track_route(body: TrackRequest, request: Request) -> Any:
+    report = TrackReport()
+    frames = start_tracking(manager_of(request), sessions_of(request), body, report)
+    # Everything the caller can get wrong fails here, before a status line is sent.
+    first = await anext(frames)
+    if body.stream or NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse(_ndjson(first, frames, report), media_type=NDJSON)
+    collected = [frame_out(first)] + [frame_out(f) async for f in frames]
+    return track_response(report, collected)
+
+
+async def _ndjson(
+    first: TrackedFrame, frames: AsyncGenerator[TrackedFrame, None], report: TrackReport
+) -> AsyncIterator[bytes]:
+    try:
+        yield _line({"type": "frame", **frame_out(first).model_dump()})
+        async for frame in frames:
+            yield _line({"type": "frame", **frame_out(frame).model_dump()})
+    except ZooError as exc:  # the status line is sent: the error travels as the last line
+        error = {"code": exc.code, "message": exc.message, "details": exc.details}
+        yield _line({"type": "error", "error": error})
+        return
+    except Exception:  # our bug: log the trace, never send it
+        log.exception("POST /api/track failed mid-stream")
+        error = {"code": "internal_error", "message": "internal error; see the server log"}
+        yield _line({"type": "error", "error": {**error, "details": {}}})
+        return
+    finally:
+        await frames.aclose()
+    yield _line({"type": "summary", **summary(report)})
+
+
+def _line(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, separators=(",", ":")) + "\n").encode()

@@ -69,6 +69,7 @@ class HealthResponse(BaseModel):
     memory_used_mb: float
     process_rss_mb: float
     nvml: dict[str, int] | None = None
+    engines: dict[str, dict[str, Any]] | None = None
 
 
 class ModelsInfoResponse(BaseModel):
@@ -79,3 +80,4 @@ class ModelsInfoResponse(BaseModel):
     memory_used_mb: float
     models: dict[str, dict[str, Any]]
     events: list[dict[str, Any]]
+    engines: dict[str, dict[str, Any]] | None = None

@@ -33,7 +33,13 @@ class BackgroundServer:
         self.host, self.port = host, port or free_port(host)
         app = create_app(config, api_key=api_key)
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host=self.host, port=self.port, log_level="warning")
+            uvicorn.Config(
+                app,
+                host=self.host,
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=3,  # open event streams must not hold shutdown
+            )
         )
         self.thread = threading.Thread(target=self.server.run, name="zooserve-http", daemon=True)
 

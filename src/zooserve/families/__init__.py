@@ -36,6 +36,9 @@ FAMILIES: dict[str, str] = {
     "samurai": "zooserve.families.samurai:SamuraiTracker",
     "sam2long": "zooserve.families.sam2long:Sam2LongTracker",
     "detection_tracker": "zooserve.families.detection_tracker:DetectionTracker",
+    # language models run locally (engines fall back to it) and text embeddings
+    "local_llm": "zooserve.engines.local:LocalGenerator",
+    "sentence_transformers": "zooserve.engines.text_embedder:SentenceEmbedder",
 }
 
 

@@ -8,7 +8,6 @@ Only `forward` may touch the device.
 
 from __future__ import annotations
 
-import gc
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,11 +56,11 @@ class ModelAdapter(ABC):
         return module_bytes(self.torch_modules())
 
     def unload(self) -> None:
-        """Drop every reference to weights, processors and caches."""
+        """Drop every reference to weights, processors and caches (the manager then collects
+        garbage once and verifies that the memory came back)."""
         for name in list(vars(self)):
             if name not in ("spec", "source", "device", "dtype"):
                 setattr(self, name, None)
-        gc.collect()
 
     def warmup(self) -> None:  # noqa: B027 - optional hook, default is a no-op
         """Run one small inference so the peak memory of a forward pass can be measured."""

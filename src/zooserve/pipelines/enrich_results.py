@@ -1,0 +1,117 @@
+"""What an enrichment run leaves: enriched detections and frames, stage reports, errors, and
+one record per model lease (loaded or not, evictions) read from the manager's event log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zooserve.events import Event
+from zooserve.manager import ModelManager
+from zooserve.zoo import PRIMARY
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(eq=False)
+class Subject:
+    """A detection enrichments attach to: a primary one, or one a detector trigger found."""
+
+    frame: int  # index into the run's frames
+    label: str
+    confidence: float
+    box: Box  # xyxy px in the frame
+    source: str = PRIMARY  # "primary" or the trigger that found it
+    parent: Subject | None = None
+    enrichments: dict[str, Any] = field(default_factory=dict)
+
+    def root(self) -> Subject:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    def to_dict(self) -> dict[str, Any]:
+        x1, y1, x2, y2 = (round(float(v), 2) for v in self.box)
+        return {
+            "label": self.label,
+            "confidence": round(float(self.confidence), 4),
+            "bbox": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
+            "source": self.source,
+            "enrichments": {k: jsonable(v) for k, v in self.enrichments.items()},
+        }
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, list):
+        return [v.to_dict() if isinstance(v, Subject) else v for v in value]
+    return value
+
+
+@dataclass
+class FrameEnrichment:
+    frame_number: int
+    timestamp: float  # seconds
+    width: int
+    height: int
+    detections: list[Subject]  # the primary detections
+    enrichments: dict[str, Any] = field(default_factory=dict)  # frame and batch triggers
+
+
+@dataclass(frozen=True)
+class StageError:
+    stage: str  # trigger name, or "detect" for the primary detector
+    model: str
+    code: str
+    message: str
+
+
+@dataclass
+class LoadRecord:
+    """One lease: was the model loaded for it, how long that took, and whom it evicted."""
+
+    model: str
+    stages: list[str]
+    loaded: bool
+    load_seconds: float | None = None
+    bytes: int | None = None
+    evicted: list[str] = field(default_factory=list)
+    failed: bool = False
+
+
+@dataclass
+class StageReport:
+    name: str
+    model: str
+    scope: str
+    status: str = "not_triggered"  # ok | failed | skipped | not_triggered
+    inputs: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+
+
+def events_since(manager: ModelManager, marker: Event | None) -> list[Event]:
+    """The manager's events recorded after `marker` (the last event seen before)."""
+    events = manager.events.recent(limit=1_000_000)
+    for i in range(len(events) - 1, -1, -1):
+        if events[i] is marker:
+            return events[i + 1 :]
+    return events
+
+
+def last_event(manager: ModelManager) -> Event | None:
+    recent = manager.events.recent(limit=1)
+    return recent[-1] if recent else None
+
+
+def load_record(model: str, stages: list[str], events: Sequence[Event]) -> LoadRecord:
+    loads = [e for e in events if e.kind == "load" and e.model == model]
+    return LoadRecord(
+        model=model,
+        stages=stages,
+        loaded=bool(loads),
+        load_seconds=loads[-1].seconds if loads else None,
+        bytes=loads[-1].bytes if loads else None,
+        evicted=[e.model for e in events if e.kind == "evict"],
+    )

@@ -1,0 +1,318 @@
+"""Video tracking: prompts at frames -> the tracked objects of every frame of a range, produced
+one frame (or one detector batch) at a time so a stream never holds the video.
+
+Prompts are either texts or boxes / points / masks with object ids at frames. Texts become
+boxes at the range's first frame through the object_detection task's detector, except for a
+detection tracker, whose own detector takes them as queries on every frame (so objects that
+enter later are tracked too). Frames are decoded lazily, one chunk ahead of inference; blocking
+work runs in the manager's inference pool; the session's memory is reserved in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+import numpy as np
+import supervision as sv
+
+from zooserve.errors import ConfigError, FamilyNotImplemented, InvalidInput
+from zooserve.families import adapter_class
+from zooserve.families.base import Detector, ModelAdapter
+from zooserve.families.detection_tracker import DetectionTracker
+from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
+from zooserve.manager import ModelManager
+from zooserve.media import Frame, MediaSource, resolve_media_path
+from zooserve.pipelines.detect import detect, selected_model
+from zooserve.pipelines.track_prompts import check_geometry, check_range, split_prompts
+from zooserve.pipelines.track_sessions import TrackingSessions
+from zooserve.rle import Rle, encode_mask
+
+TASK = "video_tracking"
+#: At most this many objects come from text prompts (highest scores first).
+MAX_TEXT_OBJECTS = 16
+log = logging.getLogger("zooserve.pipelines.track")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    start: int
+    end: int  # inclusive
+
+
+@dataclass(frozen=True)
+class ObjectInFrame:
+    object_id: int
+    box: tuple[float, float, float, float]  # xyxy px
+    score: float
+    occluded: bool
+    mask: Rle | None  # COCO RLE, or None for box-only trackers and hidden objects
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    frame_number: int
+    timestamp: float  # seconds
+    objects: list[ObjectInFrame]
+
+
+@dataclass
+class TrackReport:
+    """Filled in by `track` as it runs (model and video before the first frame)."""
+
+    model: str = ""
+    detector: str | None = None
+    texts: list[str] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    frame_count: int = 0
+    frames: int = 0  # frames produced so far
+    processing_time: float = 0.0  # seconds, set when the run ends
+    peak_session_bytes: int = 0
+
+
+async def track(
+    manager: ModelManager,
+    video_path: str,
+    frame_range: FrameRange,
+    *,
+    prompts: Sequence[str | TrackPrompt],
+    tracking_model: str | None = None,
+    confidence_threshold: float = 0.3,
+    report: TrackReport | None = None,
+    sessions: TrackingSessions | None = None,
+) -> AsyncGenerator[TrackedFrame, None]:
+    """Yield the tracked objects of frames start..end (inclusive), in order.
+
+    Every caller mistake (prompts, range, paths) raises before the first frame is yielded.
+    """
+    started = time.perf_counter()
+    report = report if report is not None else TrackReport()
+    sessions = sessions if sessions is not None else TrackingSessions(manager)
+    texts, geometric = split_prompts(prompts)
+    name = selected_model(manager, TASK, tracking_model)
+    path = resolve_media_path(manager.config.media_dir, video_path)
+    source = await asyncio.to_thread(MediaSource.open, path)
+    # One decode thread per request: closing the video is queued behind any decode still
+    # running, so a request that goes away never closes the container under its decoder.
+    decoder = ThreadPoolExecutor(1, thread_name_prefix="zooserve-decode")
+    try:
+        start, end = check_range(source, frame_range.start, frame_range.end)
+        geometric = check_geometry(geometric, source.width, source.height, start, end)
+        report.model, report.texts = name, texts
+        report.width, report.height, report.fps = source.width, source.height, source.fps
+        report.frame_count = source.frame_count
+        family = _tracker_class(manager, name)
+        by_detection = family is not None and issubclass(family, DetectionTracker)
+        if texts and not by_detection:  # before the tracker loads: one model at a time fits
+            geometric = await _prompts_from_text(
+                manager, video_path, start, texts, confidence_threshold
+            )
+        async with contextlib.AsyncExitStack() as stack:
+            tracker = _as_tracker(name, await stack.enter_async_context(manager.use(name)))
+            detector: Detector | None = None
+            if isinstance(tracker, DetectionTracker):
+                report.detector = _detector_name(manager, tracker)
+                leased = await stack.enter_async_context(manager.use(report.detector))
+                detector = _as_detector(report.detector, leased)
+            queries, labels = _queries(manager, tracker, detector, texts)
+            session = await _finish(
+                manager.infer(tracker.start, geometric, source.width, source.height)
+            )
+            key = await sessions.open(
+                f"tracking {video_path} [{start}..{end}] with {name}",
+                tracker.session_bytes(session),
+            )
+
+            @stack.callback
+            def end_session() -> None:
+                report.peak_session_bytes = sessions.peak(key)
+                sessions.close(key)
+
+            size = _batch_size(manager, report.detector) if detector else 1
+            chunks = _decoded_chunks(decoder, source, start, end, size)
+            async for chunk in await stack.enter_async_context(contextlib.aclosing(chunks)):
+                frames, nbytes = await _finish(
+                    manager.infer(
+                        _run_chunk,
+                        tracker,
+                        session,
+                        chunk,
+                        detector,
+                        queries,
+                        labels,
+                        confidence_threshold,
+                    )
+                )
+                await sessions.update(key, nbytes)
+                for frame in frames:
+                    report.frames += 1
+                    yield frame
+    finally:
+        decoder.submit(source.close)
+        decoder.shutdown(wait=False)
+        report.processing_time = time.perf_counter() - started
+
+
+async def _finish(work: Awaitable[T]) -> T:
+    """Await work running in a worker thread; if the request is cancelled meanwhile, still
+    wait for it to end before going on: it uses the leased models and the session."""
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True):  # Starlette cancels a dropped stream via anyio
+            await asyncio.wait([future])
+        raise
+
+
+def _run_chunk(
+    tracker: Tracker,
+    session: object,
+    chunk: list[Frame],
+    detector: Detector | None,
+    queries: list[str] | None,
+    labels: set[str] | None,
+    threshold: float,
+) -> tuple[list[TrackedFrame], int]:
+    """Blocking: (detect and) step every frame of the chunk; masks leave as RLE."""
+    if isinstance(tracker, DetectionTracker):
+        assert detector is not None
+        found = detector.detect([f.image for f in chunk], queries, threshold)
+        results = [
+            tracker.step_with_detections(session, f.number, _keep_labels(d, labels))  # type: ignore[arg-type]
+            for f, d in zip(chunk, found, strict=True)
+        ]
+    else:
+        results = [tracker.step(session, f.number, f.image) for f in chunk]
+    frames = [
+        TrackedFrame(f.number, f.timestamp, [_encoded(o) for o in objects])
+        for f, objects in zip(chunk, results, strict=True)
+    ]
+    return frames, tracker.session_bytes(session)
+
+
+def _encoded(obj: TrackedObject) -> ObjectInFrame:
+    mask = encode_mask(obj.mask) if obj.mask is not None else None
+    box = _as_box([round(float(v), 2) for v in obj.box])
+    return ObjectInFrame(obj.object_id, box, round(float(obj.score), 4), obj.occluded, mask)
+
+
+def _as_box(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
+
+
+async def _decoded_chunks(
+    decoder: Executor, source: MediaSource, start: int, end: int, size: int
+) -> AsyncGenerator[list[Frame], None]:
+    """Frames start..end in chunks of `size`, the next chunk decoding while this one is used."""
+    frames: Iterator[Frame] = source.iter_range(start, end)
+    loop = asyncio.get_running_loop()
+
+    def take() -> list[Frame]:
+        return list(itertools.islice(frames, size))
+
+    pending = loop.run_in_executor(decoder, take)
+    try:
+        while chunk := await pending:
+            pending = loop.run_in_executor(decoder, take)
+            yield chunk
+    finally:  # a read-ahead nobody will use: collect its outcome so none is left unretrieved
+        pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+async def _prompts_from_text(
+    manager: ModelManager, video_path: str, frame: int, texts: list[str], threshold: float
+) -> list[TrackPrompt]:
+    """Boxes of the texts at `frame` from the object_detection task's detector, ids 1..N."""
+    result = await detect(
+        manager, video_path, [frame], confidence_threshold=threshold, prompts=texts
+    )
+    found = result.frames[0].detections
+    if result.prompts is None:  # closed vocabulary: keep the classes the texts name
+        found = _keep_labels(found, {t.lower() for t in texts})
+    if len(found) == 0:
+        raise InvalidInput(
+            f"{result.model} found no {', '.join(map(repr, texts))} at frame {frame} above "
+            f"confidence {threshold}; lower confidence_threshold or prompt with boxes",
+            {"detector": result.model, "frame": frame, "texts": texts},
+        )
+    order = np.argsort(-np.asarray(found.confidence))[:MAX_TEXT_OBJECTS]
+    return [
+        TrackPrompt(object_id=i + 1, frame_number=frame, box=_as_box(found.xyxy[row]))
+        for i, row in enumerate(order)
+    ]
+
+
+def _queries(
+    manager: ModelManager, tracker: Tracker, detector: Detector | None, texts: list[str]
+) -> tuple[list[str] | None, set[str] | None]:
+    """(queries for an open-vocabulary detector, class names a closed-vocabulary one keeps)."""
+    if detector is None:
+        return None, None
+    if not detector.open_vocabulary:
+        return None, {t.lower() for t in texts} or None
+    assert isinstance(tracker, DetectionTracker)
+    return texts or tracker.queries or list(manager.config.default_prompts), None
+
+
+def _keep_labels(detections: sv.Detections, labels: set[str] | None) -> sv.Detections:
+    if labels is None or len(detections) == 0:
+        return detections
+    names = detections.data.get("class_name")
+    if names is None:
+        return detections
+    keep = np.array([str(n).lower() in labels for n in names], dtype=bool)
+    return detections[keep]  # type: ignore[return-value]
+
+
+def _detector_name(manager: ModelManager, tracker: DetectionTracker) -> str:
+    name = tracker.detector_name
+    if name not in manager.states:
+        raise ConfigError(
+            f"models.{tracker.spec.name}.options.detector names {name!r}, which is not under "
+            f"models: (known: {sorted(manager.states)})"
+        )
+    return name
+
+
+def _batch_size(manager: ModelManager, name: str | None) -> int:
+    if name is None:
+        return 1
+    return max(1, int(manager.state(name).spec.options.get("batch_size", 4)))
+
+
+def _tracker_class(manager: ModelManager, name: str) -> type[ModelAdapter] | None:
+    """The model's adapter class when its family is registered; a non-tracker is refused
+    before anything loads."""
+    family = manager.state(name).spec.family
+    try:
+        cls = adapter_class(family) if family else None
+    except FamilyNotImplemented:
+        return None  # the load reports it (or a custom adapter factory knows it)
+    if cls is not None and not issubclass(cls, Tracker):
+        raise InvalidInput(f"model {name!r} is a {cls.kind}, not a tracker")
+    return cls
+
+
+def _as_tracker(name: str, adapter: ModelAdapter) -> Tracker:
+    if not isinstance(adapter, Tracker):
+        raise InvalidInput(f"model {name!r} is a {adapter.kind}, not a tracker")
+    return adapter
+
+
+def _as_detector(name: str, adapter: ModelAdapter) -> Detector:
+    if not isinstance(adapter, Detector):
+        raise ConfigError(f"detector {name!r} of a detection tracker is a {adapter.kind}")
+    return adapter

@@ -1,0 +1,137 @@
+"""Checks of a tracking request's range and prompts, each failure a 422 that names the prompt.
+
+Rules: prompts are all texts or all geometric (box / points / mask with an object id at a
+frame inside the range); boxes and points lie inside the frame; masks have the frame's size;
+an object's earliest prompt introduces it (a box, a mask or a positive point), later ones may
+only refine it (e.g. negative points), so a refinement of an id never introduced is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from zooserve.errors import FramesOutOfRange, InvalidInput
+from zooserve.families.kinds import TrackPrompt
+from zooserve.media import MediaSource
+
+
+def split_prompts(
+    prompts: Sequence[str | TrackPrompt] | None,
+) -> tuple[list[str], list[TrackPrompt]]:
+    """(texts, geometric prompts); exactly one of them is non-empty."""
+    if not prompts:
+        raise InvalidInput(
+            'prompts must not be empty: give texts (e.g. ["person"]) or boxes, points or '
+            "masks with object ids"
+        )
+    texts = [p for p in prompts if isinstance(p, str)]
+    geometric = [p for p in prompts if isinstance(p, TrackPrompt)]
+    if texts and geometric:
+        raise InvalidInput("prompts mix texts and boxes/points/masks; send one kind per request")
+    if any(not t.strip() for t in texts):
+        raise InvalidInput("text prompts must be non-empty strings", {"prompts": texts})
+    return [t.strip() for t in texts], geometric
+
+
+def check_range(source: MediaSource, start: int, end: int) -> tuple[int, int]:
+    """A non-empty inclusive range inside the video."""
+    if end < start:
+        raise InvalidInput(
+            f"frame_range is empty: end ({end}) is before start ({start})",
+            {"start": start, "end": end},
+        )
+    source.validate([start, end])  # FramesOutOfRange naming the offenders
+    return start, end
+
+
+def check_geometry(
+    prompts: Sequence[TrackPrompt], width: int, height: int, start: int, end: int
+) -> list[TrackPrompt]:
+    """Validated prompts, point labels filled in (1 = positive when none were given)."""
+    checked = []
+    seen: set[tuple[int, int]] = set()
+    introduced: dict[int, int] = {}  # object id -> frame of its introducing prompt
+    for index, prompt in enumerate(prompts):
+        where = f"prompts[{index}] (object {prompt.object_id})"
+        if not start <= prompt.frame_number <= end:
+            raise FramesOutOfRange(
+                f"{where}: frame {prompt.frame_number} is outside frame_range {start}..{end}",
+                {"prompt": index, "frame_number": prompt.frame_number},
+            )
+        if (prompt.object_id, prompt.frame_number) in seen:
+            raise InvalidInput(
+                f"{where}: a second prompt for this object at frame {prompt.frame_number}; "
+                "combine box, points and mask into one prompt",
+                {"prompt": index},
+            )
+        seen.add((prompt.object_id, prompt.frame_number))
+        if prompt.box is None and not prompt.points and prompt.mask is None:
+            raise InvalidInput(f"{where}: give a box, points or a mask", {"prompt": index})
+        if prompt.box is not None:
+            _check_box(where, index, prompt.box, width, height)
+        labels = _check_points(where, index, prompt, width, height)
+        if prompt.mask is not None:
+            _check_mask(where, index, prompt, width, height)
+        prompt = dataclasses.replace(prompt, point_labels=labels)
+        if prompt.box is not None or prompt.mask is not None or 1 in labels:
+            first = introduced.get(prompt.object_id, prompt.frame_number)
+            introduced[prompt.object_id] = min(first, prompt.frame_number)
+        checked.append(prompt)
+    for index, prompt in enumerate(checked):
+        if introduced.get(prompt.object_id, math.inf) > prompt.frame_number:
+            raise InvalidInput(
+                f"prompts[{index}] refers to unknown object id {prompt.object_id}: no prompt at "
+                f"or before frame {prompt.frame_number} introduces it with a box, a mask or a "
+                "positive point",
+                {"prompt": index, "object_id": prompt.object_id},
+            )
+    return checked
+
+
+def _check_box(where: str, index: int, box: Sequence[float], width: int, height: int) -> None:
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise InvalidInput(f"{where}: box must be 4 finite numbers [x1, y1, x2, y2]")
+    x1, y1, x2, y2 = box
+    if not (x1 < x2 and y1 < y2):
+        raise InvalidInput(f"{where}: box {list(box)} needs x1 < x2 and y1 < y2", {"prompt": index})
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise InvalidInput(
+            f"{where}: box {list(box)} is outside the {width}x{height} frame",
+            {"prompt": index, "width": width, "height": height},
+        )
+
+
+def _check_points(
+    where: str, index: int, prompt: TrackPrompt, width: int, height: int
+) -> tuple[int, ...]:
+    labels = prompt.point_labels or (1,) * len(prompt.points)
+    if len(labels) != len(prompt.points):
+        raise InvalidInput(
+            f"{where}: {len(prompt.points)} points but {len(labels)} point_labels",
+            {"prompt": index},
+        )
+    if any(label not in (0, 1) for label in labels):
+        raise InvalidInput(
+            f"{where}: point_labels must be 1 (object) or 0 (background)", {"prompt": index}
+        )
+    for x, y in prompt.points:
+        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
+            raise InvalidInput(
+                f"{where}: point ({x}, {y}) is outside the {width}x{height} frame",
+                {"prompt": index, "width": width, "height": height},
+            )
+    return tuple(int(label) for label in labels)
+
+
+def _check_mask(where: str, index: int, prompt: TrackPrompt, width: int, height: int) -> None:
+    assert prompt.mask is not None
+    if prompt.mask.shape != (height, width):
+        raise InvalidInput(
+            f"{where}: mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]} but the frame is "
+            f"{width}x{height}",
+            {"prompt": index},
+        )
+    if not prompt.mask.any():
+        raise InvalidInput(f"{where}: mask is empty", {"prompt": index})
