@@ -131,3 +131,48 @@ def test_detect_and_models_commands_against_a_running_server(tmp_path: Path) -> 
         assert json.loads(unloaded.stdout)["status"] == "unloaded"
         wrong = runner.invoke(app, ["models", "ps", "--url", server.url, "--api-key", "x"])
         assert wrong.exit_code == 1 and "401" in wrong.output
+
+
+def test_track_and_enrich_run_locally(tmp_path: Path) -> None:
+    from zooserve.samples import sample_files
+
+    video = str(sample_files()["bikes.mp4"])
+    out = tmp_path / "tracks.mp4"
+    result = runner.invoke(
+        app,
+        [
+            "track",
+            video,
+            "--start",
+            "70",
+            "--end",
+            "80",
+            "-m",
+            "hog-bytetrack",
+            "--json",
+            "--annotate",
+            str(out),
+            "--config",
+            str(SHIPPED),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["model"] == "hog-bytetrack"
+    assert [f["frame_number"] for f in body["frames"]] == list(range(70, 81))
+    assert any(f["objects"] for f in body["frames"])  # HOG sees the passers-by at 70-78
+    assert out.stat().st_size > 1000
+
+    image = str(sample_files()["astronaut.png"])
+    result = runner.invoke(
+        app,
+        ["enrich", image, "--frames", "0", "-m", "opencv-face", "--json", "--config", str(SHIPPED)],
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    frame = body["frames"][0]
+    assert [d["label"] for d in frame["detections"]] == ["face"]
+    assert 0 <= frame["enrichments"]["quality"]["score"] <= 100  # BRISQUE ships offline
+    # Hub models are absent here: each is reported, none silently dropped.
+    missing = {e["model"] for e in body["errors"] if e["code"] == "model_unavailable"}
+    assert {"weather-classification", "depth-anything-v2-small"} <= missing

@@ -167,6 +167,116 @@ def detect(
     )
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
+
+
+@app.command()
+def track(
+    file: Annotated[Path, typer.Argument(help="video")],
+    start: Annotated[int, typer.Option(help="first frame")] = 0,
+    end: Annotated[int | None, typer.Option(help="last frame (inclusive; default: +49)")] = None,
+    prompts: Annotated[
+        str | None, typer.Option(help="texts to track, e.g. person,car (the detector finds them)")
+    ] = None,
+    box: Annotated[
+        list[str] | None, typer.Option(help="ID:x1,y1,x2,y2 at the first frame (repeatable)")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="tracking model")] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+    annotate: Annotated[Path | None, typer.Option(help="write OUT.mp4 with boxes and ids")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Track objects through FILE (locally, or on the server given by --url)."""
+    from zooserve.cli_tasks import console as stderr
+    from zooserve.cli_tasks import print_result, run_task, write_tracks
+
+    _logging("warning")
+    object_prompts: list[Any] = [p.strip() for p in (prompts or "").split(",") if p.strip()]
+    for item in box or []:
+        try:
+            ident, coords = item.split(":")
+            object_prompts.append(
+                {"object_id": int(ident), "box": [float(v) for v in coords.split(",")]}
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(f"--box expects ID:x1,y1,x2,y2, got {item!r}") from exc
+    body: dict[str, Any] = {
+        "frame_range": {"start": start, "end": start + 49 if end is None else end},
+        "confidence_threshold": threshold,
+        "prompts": object_prompts or ["person"],
+    }
+    if model:
+        body["tracking_model"] = model
+    result = run_task("track", _config(config), file, body, url, api_key)
+    print_result("track", result, as_json)
+    if annotate:
+        stderr.print(f"annotated: {write_tracks(file, annotate, result)}")
+
+
+@app.command()
+def enrich(
+    file: Annotated[Path, typer.Argument(help="video or image")],
+    frames: Annotated[str | None, typer.Option(help="frame numbers, e.g. 0,10,20")] = None,
+    sample: Annotated[str, typer.Option(help="strategy:count when no --frames")] = "uniform:4",
+    triggers: Annotated[str | None, typer.Option(help="comma-separated trigger names")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="primary detector")] = None,
+    prompts: Annotated[str | None, typer.Option(help="detector text queries")] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Enrich detections in FILE with the zoo (each needed model loads once)."""
+    from zooserve.cli_tasks import print_result, run_task
+
+    _logging("warning")
+    body: dict[str, Any] = {"confidence_threshold": threshold}
+    if frames:
+        body["frame_numbers"] = [int(f) for f in frames.split(",") if f.strip()]
+    else:
+        strategy, _, count = sample.partition(":")
+        body["sampling"] = {"strategy": strategy, "count": int(count or 4)}
+    for key, value in (("triggers", triggers), ("prompts", prompts)):
+        if value:
+            body[key] = [v.strip() for v in value.split(",") if v.strip()]
+    if model:
+        body["model"] = model
+    print_result("enrich", run_task("enrich", _config(config), file, body, url, api_key), as_json)
+
+
+@app.command()
+def summarize(
+    file: Annotated[Path, typer.Argument(help="video or image")],
+    persona: Annotated[str, typer.Option(help="who the summary is for")],
+    frame_count: Annotated[int, typer.Option(min=1)] = 8,
+    sampling: Annotated[str, typer.Option(help="uniform | interval | keyframes | scene_change")] = (
+        "uniform"
+    ),
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Summarize FILE for a persona with a vision-language model (through the engines)."""
+    from zooserve.cli_tasks import print_result, run_task
+
+    _logging("warning")
+    body: dict[str, Any] = {
+        "persona_context": persona,
+        "frame_count": frame_count,
+        "sampling_strategy": sampling,
+    }
+    if model:
+        body["model"] = model
+    result = run_task("summarize", _config(config), file, body, url, api_key)
+    print_result("summarize", result, as_json)
+
+
 def _remote(url: str, method: str, path: str, api_key: str | None, **kwargs: Any) -> Any:
     import httpx
 

@@ -170,3 +170,202 @@ def run_detect(
     if annotate_to:
         written = write_annotated(path, annotate_to, result)
         console.print("annotated: " + ", ".join(str(p) for p in written))
+
+
+# --- track, enrich, summarize -----------------------------------------------------------------
+
+
+def post_upload(
+    url: str, task: str, path: Path, body: dict[str, Any], api_key: str | None
+) -> dict[str, Any]:
+    """POST /api/<task> with the file uploaded (the server keeps it only for the request)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with console.status(f"uploading {path.name} to {url} ({task})"), path.open("rb") as f:
+        response = httpx.post(
+            f"{url.rstrip('/')}/api/{task}",
+            files={"file": (path.name, f)},
+            data={"request": json.dumps(body)},
+            headers=headers,
+            timeout=None,
+        )
+    if response.status_code != 200:
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        error = response.json().get("error", {}) if is_json else {}
+        console.print(
+            f"[red]{response.status_code} {error.get('code', '')}[/red]: "
+            f"{error.get('message', response.text)}"
+        )
+        raise typer.Exit(1)
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _local_config(config: Config, path: Path) -> Config:
+    """Local runs read any file the user names: its folder is this run's media root."""
+    return config.model_copy(update={"media_root": path.parent.resolve()})
+
+
+async def _track_local(config: Config, path: Path, body: dict[str, Any]) -> dict[str, Any]:
+    from zooserve.api.routes_track import TrackRequest, frame_out, start_tracking, track_response
+    from zooserve.manager import ModelManager
+    from zooserve.pipelines.track import TrackReport
+    from zooserve.pipelines.track_sessions import TrackingSessions
+
+    manager = ModelManager(_local_config(config, path))
+    request = TrackRequest.model_validate({**body, "video_path": path.name})
+    report, collected = TrackReport(), []
+    total = request.frame_range.end - request.frame_range.start + 1
+    try:
+        with Progress(
+            TextColumn("track"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("frames", total=total)
+            frames = start_tracking(manager, TrackingSessions(manager), request, report)
+            async for frame in frames:
+                collected.append(frame_out(frame))
+                bar.update(task, completed=len(collected))
+        return track_response(report, collected).model_dump()
+    finally:
+        await manager.close()
+
+
+async def _enrich_local(config: Config, path: Path, body: dict[str, Any]) -> dict[str, Any]:
+    from zooserve.api.routes_enrich import EnrichRequest, enrich_response
+    from zooserve.manager import ModelManager
+
+    manager = ModelManager(_local_config(config, path))
+    try:
+        with console.status("enriching (each model loads once)"):
+            request = EnrichRequest.model_validate({**body, "video_path": path.name})
+            return (await enrich_response(manager, request)).model_dump()
+    finally:
+        await manager.close()
+
+
+async def _summarize_local(config: Config, path: Path, body: dict[str, Any]) -> dict[str, Any]:
+    from zooserve.api.routes_generate import SummarizeRequest, summarize_response
+    from zooserve.engines.pool import EnginePool
+    from zooserve.manager import ModelManager
+
+    local = _local_config(config, path)
+    manager = ModelManager(local)
+    pool = EnginePool(local, manager)
+    await pool.start()
+    try:
+        with console.status("summarizing"):
+            request = SummarizeRequest.model_validate({**body, "video_path": path.name})
+            return (await summarize_response(pool, request)).model_dump()
+    finally:
+        await pool.close()
+        await manager.close()
+
+
+LOCAL_RUNNERS = {"track": _track_local, "enrich": _enrich_local, "summarize": _summarize_local}
+
+
+def run_task(
+    task: str,
+    config: Config,
+    path: Path,
+    body: dict[str, Any],
+    url: str | None,
+    api_key: str | None,
+) -> dict[str, Any]:
+    """Run `task` on the file here, or on the server at `url` (uploading the file)."""
+    from zooserve.errors import ZooError
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} is not a file")
+    if url:
+        return post_upload(url, task, path, body, api_key)
+    try:
+        return asyncio.run(LOCAL_RUNNERS[task](config, path, body))
+    except ZooError as exc:
+        console.print(f"[red]{exc.status} {exc.code}[/red]: {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+def write_tracks(path: Path, out: Path, result: dict[str, Any]) -> Path:
+    """Draw each tracked object's box and id (and mask) on its frame, as an mp4."""
+    from zooserve.rle import decode_mask
+
+    frames = result["frames"]
+    with MediaSource.open(path) as media:
+        images = media.read([f["frame_number"] for f in frames])
+        fps = media.fps or 1.0
+    boxes_drawer, labels_drawer = sv.BoxAnnotator(), sv.LabelAnnotator(text_scale=0.5)
+    masks_drawer = sv.MaskAnnotator()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=max(1, round(fps)))
+        height, width = images[0].image.shape[:2]
+        stream.height, stream.width, stream.pix_fmt = (
+            height - height % 2,
+            width - width % 2,
+            "yuv420p",
+        )
+        for image, frame in zip(images, frames, strict=True):
+            objects = frame["objects"]
+            masks = [decode_mask(o["mask"]) for o in objects if o.get("mask")]
+            detections = sv.Detections(
+                xyxy=np.asarray(
+                    [[o["bbox"][k] for k in ("x1", "y1", "x2", "y2")] for o in objects], np.float32
+                ).reshape(-1, 4),
+                mask=np.stack(masks) if masks and len(masks) == len(objects) else None,
+                tracker_id=np.asarray([o["object_id"] for o in objects], int),
+                class_id=np.asarray([o["object_id"] for o in objects], int),
+            )
+            scene = image.image.copy()
+            if detections.mask is not None:
+                scene = masks_drawer.annotate(scene, detections)
+            scene = boxes_drawer.annotate(scene, detections)
+            scene = labels_drawer.annotate(
+                scene, detections, [f"#{o['object_id']}" for o in objects]
+            )
+            picture = np.ascontiguousarray(scene[: stream.height, : stream.width])
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode())
+    return out
+
+
+def print_result(task: str, result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    out = Console()
+    if task == "summarize":
+        out.print(f"[bold]{result['model']}[/bold] via {result['engine']}: {result['summary']}")
+        for key in result["key_frames"]:
+            out.print(
+                f"  frame {key['frame_number']} ({key['timestamp']:.1f} s): {key['description']}"
+            )
+        return
+    if task == "track":
+        table = Table(
+            "frame", "time s", "objects", title=f"{result['model']} · {result['fps']:.1f} fps"
+        )
+        for f in result["frames"]:
+            ids = ", ".join(
+                f"#{o['object_id']}{' (occluded)' if o['occluded'] else ''}" for o in f["objects"]
+            )
+            table.add_row(str(f["frame_number"]), f"{f['timestamp']:.2f}", ids or "-")
+        out.print(table)
+        return
+    table = Table("frame", "detection", "enrichments", title="enrich")
+    for f in result["frames"]:
+        if f.get("enrichments"):
+            table.add_row(str(f["frame_number"]), "(frame)", ", ".join(sorted(f["enrichments"])))
+        for d in f.get("detections", []):
+            table.add_row(
+                str(f["frame_number"]),
+                f"{d['label']} {d['confidence']:.2f}",
+                ", ".join(sorted(d.get("enrichments", {}))) or "-",
+            )
+    out.print(table)
+    for error in result.get("errors", []):
+        where = f"{error['stage']} ({error['model']})"
+        out.print(f"[yellow]{where}: {error['code']}[/yellow] {error['message']}")

@@ -13,7 +13,7 @@ from zooserve.api.schemas import (
     FrameResult,
     VideoInfo,
 )
-from zooserve.api.uploads import task_request
+from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.pipelines.detect import DetectResult, detect
 
 router = APIRouter(prefix="/api")
@@ -50,27 +50,7 @@ def to_response(result: DetectResult) -> DetectResponse:
     )
 
 
-@router.post(
-    "/detect",
-    response_model=DetectResponse,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": DetectRequest.model_json_schema()},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "request": {"type": "string", "description": "JSON fields"},
-                        },
-                    }
-                },
-            },
-            "required": True,
-        }
-    },
-)
+@router.post("/detect", response_model=DetectResponse, openapi_extra=upload_body_doc(DetectRequest))
 async def detect_route(request: Request) -> DetectResponse:
     """JSON `DetectRequest`, or multipart: `file` (video/image) + `request` (JSON fields)."""
     manager = manager_of(request)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import BBox
+from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
 from zooserve.pipelines.enrich import EnrichResult, enrich
@@ -157,9 +158,12 @@ def _is_subjects(value: Any) -> bool:
     return isinstance(value, list) and all(hasattr(v, "to_dict") for v in value)
 
 
-@router.post("/enrich", response_model=EnrichResponse)
-async def enrich_route(body: EnrichRequest, request: Request) -> EnrichResponse:
-    return await enrich_response(manager_of(request), body)
+@router.post("/enrich", response_model=EnrichResponse, openapi_extra=upload_body_doc(EnrichRequest))
+async def enrich_route(request: Request) -> EnrichResponse:
+    """JSON `EnrichRequest`, or multipart: `file` (video/image) + `request` (JSON fields)."""
+    manager = manager_of(request)
+    async with task_request(request, EnrichRequest, manager.config.media_dir) as body:
+        return await enrich_response(manager, body)
 
 
 async def enrich_response(manager: ModelManager, body: EnrichRequest) -> EnrichResponse:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from zooserve.api.routes_models import manager_of
+from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.engines.pool import EnginePool
 from zooserve.pipelines.augment import MergedSuggestion, Ontology, augment
 from zooserve.pipelines.summarize import summarize
@@ -148,9 +149,16 @@ async def augment_response(pool: EnginePool, body: AugmentRequest) -> AugmentRes
     )
 
 
-@router.post("/summarize", response_model=SummarizeResponse)
-async def summarize_route(body: SummarizeRequest, request: Request) -> SummarizeResponse:
-    return await summarize_response(engines_of(request), body)
+@router.post(
+    "/summarize", response_model=SummarizeResponse, openapi_extra=upload_body_doc(SummarizeRequest)
+)
+async def summarize_route(request: Request) -> SummarizeResponse:
+    """JSON `SummarizeRequest`, or multipart: `file` (video/image) + `request` (JSON fields)."""
+    pool = engines_of(request)
+    async with task_request(
+        request, SummarizeRequest, manager_of(request).config.media_dir
+    ) as body:
+        return await summarize_response(pool, body)
 
 
 @router.post("/augment", response_model=AugmentResponse)

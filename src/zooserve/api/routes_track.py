@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import BBox, VideoInfo
+from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.errors import ZooError
 from zooserve.families.kinds import TrackPrompt
 from zooserve.manager import ModelManager
@@ -178,10 +179,18 @@ def track_response(report: TrackReport, collected: list[TrackedFrameOut]) -> Tra
     )
 
 
-@router.post("/track", response_model=TrackResponse)
-async def track_route(body: TrackRequest, request: Request) -> Any:
+@router.post("/track", response_model=TrackResponse, openapi_extra=upload_body_doc(TrackRequest))
+async def track_route(request: Request) -> Any:
+    """JSON `TrackRequest`, or multipart: `file` (video) + `request` (JSON fields). An uploaded
+    file is removed when the request ends; a stream keeps reading the already-open file."""
+    manager = manager_of(request)
+    async with task_request(request, TrackRequest, manager.config.media_dir) as body:
+        return await _track(body, request, manager)
+
+
+async def _track(body: TrackRequest, request: Request, manager: ModelManager) -> Any:
     report = TrackReport()
-    frames = start_tracking(manager_of(request), sessions_of(request), body, report)
+    frames = start_tracking(manager, sessions_of(request), body, report)
     # Everything the caller can get wrong fails here, before a status line is sent.
     first = await anext(frames)
     if body.stream or NDJSON in request.headers.get("accept", ""):

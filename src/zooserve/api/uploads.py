@@ -12,7 +12,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
@@ -81,3 +81,25 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
     finally:
         await upload.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def upload_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that takes `model` as JSON or as a multipart upload."""
+    return {
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": model.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "request": {"type": "string", "description": "the other fields, JSON"},
+                        },
+                        "required": ["file"],
+                    }
+                },
+            },
+            "required": True,
+        }
+    }
