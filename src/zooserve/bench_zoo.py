@@ -48,6 +48,10 @@ _BOXES = {  # frame number -> (label, xyxy px) on the bench batch below
 }
 
 
+#: Served for other tasks (language models, ontology de-duplication), not zoo enrichment.
+_NOT_ZOO_FAMILIES = {"local_llm", "sentence_transformers", "detection_tracker"}
+
+
 def zoo_models(config: Config) -> list[str]:
     """Models the triggers use, plus every model outside the tasks that is not an engine."""
     in_tasks = {name for spec in config.tasks.values() for name in spec.options}
@@ -55,7 +59,10 @@ def zoo_models(config: Config) -> list[str]:
     others = [
         name
         for name, spec in config.models.items()
-        if name not in in_tasks and spec.category not in _NOT_ZOO and spec.framework not in _ENGINES
+        if name not in in_tasks
+        and spec.category not in _NOT_ZOO
+        and spec.framework not in _ENGINES
+        and spec.family not in _NOT_ZOO_FAMILIES
     ]
     return list(dict.fromkeys([*used, *others]))
 
