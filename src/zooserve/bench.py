@@ -37,14 +37,15 @@ def _frame_numbers(frame_count: int, frames: int) -> list[int]:
 async def _measure(manager: ModelManager, name: str, images: list[Any]) -> dict[str, Any]:
     load = await manager.load(name, reason="benchmark")
     state = manager.state(name)
+    per_frame = None  # detectors only; `zooserve bench --zoo` times the other kinds
     async with manager.use(name) as adapter:
-        assert isinstance(adapter, Detector)
-        prompts = manager.config.default_prompts if adapter.open_vocabulary else None
-        await manager.infer(adapter.detect, images[:1], prompts, 0.3)  # warm caches
-        started = time.perf_counter()
-        for image in images:
-            await manager.infer(adapter.detect, [image], prompts, 0.3)
-        per_frame = (time.perf_counter() - started) / len(images)
+        if isinstance(adapter, Detector):
+            prompts = manager.config.default_prompts if adapter.open_vocabulary else None
+            await manager.infer(adapter.detect, images[:1], prompts, 0.3)  # warm caches
+            started = time.perf_counter()
+            for image in images:
+                await manager.infer(adapter.detect, [image], prompts, 0.3)
+            per_frame = (time.perf_counter() - started) / len(images)
     unload = await manager.unload(name, reason="benchmark")
     memory_mb = (load["bytes"] or 0) / MB
     row = {
@@ -56,7 +57,7 @@ async def _measure(manager: ModelManager, name: str, images: list[Any]) -> dict[
         "peak_mb": round((load.get("peak_bytes") or 0) / MB, 2),
         "estimate_mb": state.spec.vram_mb,
         "load_seconds": round(load["seconds"] or 0, 3),
-        "seconds_per_frame": round(per_frame, 4),
+        "seconds_per_frame": None if per_frame is None else round(per_frame, 4),
         "recovered_mb": round(unload.get("recovered_bytes", 0) / MB, 2),
         "rss_delta_mb_on_unload": round(unload.get("rss_delta", 0) / MB, 2),
         "verified_unload": bool(unload.get("verified")),
