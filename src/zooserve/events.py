@@ -14,7 +14,8 @@ log = logging.getLogger("zooserve.events")
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # load | load_failed | unload | evict | unload_incomplete | keep_alive_expired
+    # load | load_failed | unload | evict | unload_incomplete | over_budget | reserve | release
+    kind: str
     model: str
     reason: str
     seconds: float | None = None
@@ -65,7 +66,7 @@ class EventLog:
 
     def recent(self, limit: int = 100, model: str | None = None) -> list[Event]:
         events = [e for e in self._events if model is None or e.model == model]
-        return events[-limit:]
+        return events[-limit:] if limit > 0 else []
 
     def count(self, kind: str, model: str | None = None) -> int:
         return sum(

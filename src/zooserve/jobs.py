@@ -16,6 +16,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,11 @@ class JobRunner:
         self._workers: list[asyncio.Task[None]] = []
         self._changed = asyncio.Condition()
         self._worker_count = workers
+        self._submitting = 0  # submits persisting their job: they hold a queue slot
+        self._cancelling: set[str] = set()  # queued jobs whose cancellation is being written
+        # One writer thread: rows reach SQLite in the order the loop wrote them, even when a
+        # cancelled caller stopped waiting for an earlier write.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="zooserve-jobs-db")
 
     async def start(self) -> None:
         """Restore persisted jobs: running -> failed (interrupted), queued -> queued again."""
@@ -150,7 +156,7 @@ class JobRunner:
                     "code": "interrupted",
                     "message": "the server stopped while this job was running",
                 }
-                await asyncio.to_thread(self.store.save, job)
+                await self._save(job)
             elif job.status == "queued":
                 self._queue.put_nowait(job.id)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
@@ -161,6 +167,7 @@ class JobRunner:
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._workers, *self._running.values(), return_exceptions=True)
+        self._writer.shutdown(wait=False)  # queued writes still run
 
     def queued(self) -> int:
         return self._queue.qsize()
@@ -172,15 +179,20 @@ class JobRunner:
         return counts
 
     async def submit(self, task: str, body: dict[str, Any]) -> Job:
-        if self._queue.qsize() >= self.max_queued:
+        queued = self._queue.qsize() + self._submitting
+        if queued >= self.max_queued:
             raise QueueFull(
-                f"{self._queue.qsize()} jobs are queued (limit {self.max_queued}); retry later",
-                {"queued": self._queue.qsize()},
+                f"{queued} jobs are queued (limit {self.max_queued}); retry later",
+                {"queued": queued},
                 retry_after=10,
             )
         job = Job(id=uuid.uuid4().hex, task=task, body=body)
         self.jobs[job.id] = job
-        await asyncio.to_thread(self.store.save, job)
+        self._submitting += 1
+        try:
+            await self._save(job)
+        finally:
+            self._submitting -= 1
         self._queue.put_nowait(job.id)
         return job
 
@@ -192,10 +204,14 @@ class JobRunner:
 
     async def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)
-        if job.status == "queued":
-            await self._finish(
-                job, "cancelled", error={"code": "cancelled", "message": "cancelled"}
-            )
+        if job.status == "queued" and job.id not in self._cancelling:
+            self._cancelling.add(job.id)  # the worker skips it while the cancel is written
+            try:
+                await self._finish(
+                    job, "cancelled", error={"code": "cancelled", "message": "cancelled"}
+                )
+            finally:
+                self._cancelling.discard(job.id)
         elif job.status == "running" and job.id in self._running:
             self._running[job.id].cancel()
             await asyncio.gather(self._running[job.id], return_exceptions=True)
@@ -221,7 +237,7 @@ class JobRunner:
         final = dataclasses.replace(
             job, status=status, result=result, error=error, finished_at=time.time()
         )
-        await asyncio.to_thread(self.store.save, final)
+        await self._save(final)
         job.status, job.result, job.error, job.finished_at = (
             status,
             result,
@@ -230,10 +246,15 @@ class JobRunner:
         )
         await self._notify()
 
+    async def _save(self, job: Job) -> None:
+        """Write a snapshot of `job` (the loop keeps changing the live one) on the writer."""
+        snapshot = dataclasses.replace(job)
+        await asyncio.get_running_loop().run_in_executor(self._writer, self.store.save, snapshot)
+
     async def _work(self) -> None:
         while True:
             job = self.jobs[await self._queue.get()]
-            if job.status != "queued":  # cancelled while waiting
+            if job.status != "queued" or job.id in self._cancelling:  # cancelled while waiting
                 continue
             task = asyncio.create_task(self._run(job))
             self._running[job.id] = task
@@ -244,22 +265,27 @@ class JobRunner:
 
     async def _run(self, job: Job) -> None:
         job.status, job.started_at = "running", time.time()
-        await asyncio.to_thread(self.store.save, job)
-        await self._notify()
         loop = asyncio.get_running_loop()
+        ended = False  # set before the end is written: later progress (a thread) is ignored
 
         def progress(done: int, total: int) -> None:
+            if ended:
+                return
             job.done, job.total = done, total
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._notify()))
 
-        try:
+        try:  # a cancel can land at any await from here on, the first write included
+            await self._save(job)
+            await self._notify()
             result = await self.tasks[job.task](job.body, progress)
         except asyncio.CancelledError:
+            ended = True
             await self._finish(
                 job, "cancelled", error={"code": "cancelled", "message": "cancelled"}
             )
             raise
         except ZooError as exc:
+            ended = True
             await self._finish(
                 job,
                 "failed",
@@ -267,12 +293,14 @@ class JobRunner:
             )
         except Exception as exc:
             log.exception("job %s (%s) failed", job.id, job.task)
+            ended = True
             await self._finish(
                 job,
                 "failed",
                 error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"},
             )
         else:
+            ended = True
             if job.total == 0:
                 job.done = job.total = 1
             await self._finish(job, "succeeded", result=result)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 import torch
 
 from zooserve import catalog
@@ -68,6 +69,7 @@ class ModelState:
     adapter: ModelAdapter | None = None
     refcount: int = 0
     waiting: int = 0  # callers waiting on this model's load; it must not be evicted under them
+    claimed_bytes: int = 0  # the admitted estimate, counted while LOADING (0 while queued)
     footprint: LoadFootprint | None = None
     measured_bytes: int | None = None  # kept across unloads: the next admission uses it
     load_count: int = 0
@@ -122,7 +124,7 @@ class ModelManager:
         self._load_lock = asyncio.Lock()
         self._room = asyncio.Event()  # set whenever a lease ends or memory is given back
         self._reaper: asyncio.Task[None] | None = None
-        self._loads: set[asyncio.Task[None]] = set()  # strong refs to running load tasks
+        self._loads: set[asyncio.Task[Any]] = set()  # strong refs to running (un)load tasks
 
     def _budget_bytes(self) -> int:
         setting = self.config.memory_budget_mb
@@ -168,8 +170,19 @@ class ModelManager:
                 self._room.set()
 
     async def infer(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking inference in the inference pool (never on the event loop or loader)."""
-        return await asyncio.get_running_loop().run_in_executor(self._inference, fn, *args)
+        """Run blocking inference in the inference pool (never on the event loop or loader).
+
+        A caller cancelled meanwhile (a cancelled job, a dropped stream) still waits for the
+        thread to end before going on: the thread uses the leased model, so the lease must not
+        end, and the model be evicted, under it.
+        """
+        future = asyncio.get_running_loop().run_in_executor(self._inference, fn, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):  # Starlette cancels a dropped stream via anyio
+                await asyncio.wait([future])
+            raise
 
     async def _acquire(self, name: str) -> ModelState:
         state = self.state(name)
@@ -178,14 +191,21 @@ class ModelManager:
                 state.refcount += 1
                 state.last_used = self.clock()
                 return state
-            if state.transition is not None:  # loading or unloading: share its outcome
-                state.waiting += 1
-                try:
-                    await asyncio.shield(state.transition)
-                finally:
-                    state.waiting -= 1
-                continue
-            await asyncio.shield(self._load_single_flight(state, reason="first use"))
+            await self._await_transition(state, reason="first use")
+
+    async def _await_transition(self, state: ModelState, reason: str) -> None:
+        """Share the load or unload in flight, or start a load; raises the load's error.
+
+        The caller counts in `waiting` until it resumes: the load task hands the load lock to
+        the next queued load before this caller runs again, and that load must not evict the
+        model in between (two such callers would evict each other's model forever).
+        """
+        transition = state.transition or self._load_single_flight(state, reason)
+        state.waiting += 1
+        try:
+            await asyncio.shield(transition)
+        finally:
+            state.waiting -= 1
 
     def _load_single_flight(self, state: ModelState, reason: str) -> asyncio.Future[None]:
         """Mark the model LOADING now (so concurrent callers wait on it) and start the load.
@@ -208,6 +228,7 @@ class ModelManager:
                 future.exception()  # retrieved: waiters re-raise it; none is fine too
             finally:
                 state.waiting -= 1
+                state.claimed_bytes = 0
                 state.transition = None
 
         self._loads.add(task := asyncio.create_task(run()))
@@ -338,11 +359,17 @@ class ModelManager:
     # --- admission and eviction --------------------------------------------------------------
 
     def used_bytes(self) -> int:
-        """Bytes held or claimed: loaded/loading/unloading models plus reservations."""
+        """Bytes held or claimed: loaded/unloading models, admitted loads, reservations.
+
+        A load still queued for the load lock claims nothing yet: counting it would make the
+        load being admitted wait for (and 503 on) a model that is not even loading.
+        """
         total = sum(self.reservations.values())
         for state in self.states.values():
-            if state.status is not Status.UNLOADED:
-                total += state.footprint.bytes if state.footprint else self.estimate_bytes(state)
+            if state.footprint is not None:
+                total += state.footprint.bytes
+            elif state.status is Status.LOADING:
+                total += state.claimed_bytes
         return total
 
     def _eviction_order(self, exclude: ModelState | None = None) -> list[ModelState]:
@@ -400,25 +427,30 @@ class ModelManager:
                     "pinned_bytes": unevictable,
                 },
             )
-        deadline = self.clock() + self.config.admission_timeout_s
-        own = self.estimate_bytes(state)  # already counted in used_bytes while LOADING
+        await self._make_room(estimate, needed_by=name, exclude=state)
+        state.claimed_bytes = estimate
+
+    async def _make_room(self, nbytes: int, needed_by: str, exclude: ModelState | None) -> None:
+        """Evict idle models until `nbytes` more fit; wait (bounded) for busy ones, then 503."""
+        # Real time, like the waits below: `self.clock` is keep-alive time (injectable).
+        deadline = time.monotonic() + self.config.admission_timeout_s
         while True:
-            for victim in self._eviction_order(exclude=state):
-                if self.used_bytes() - own + estimate <= self.budget_bytes:
+            for victim in self._eviction_order(exclude=exclude):
+                if self.used_bytes() + nbytes <= self.budget_bytes:
                     break
                 if not victim.idle:  # leased while an earlier victim was unloading
                     continue
-                await self._unload(victim, kind="evict", reason=f"make room for {name}")
-            if self.used_bytes() - own + estimate <= self.budget_bytes:
+                await self._unload(victim, kind="evict", reason=f"make room for {needed_by}")
+            if self.used_bytes() + nbytes <= self.budget_bytes:
                 return
-            remaining = deadline - self.clock()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 busy = [s.spec.name for s in self.states.values() if s.refcount > 0]
                 busy += sorted(self.reservations)
                 raise ServiceBusy(
-                    f"no room for {name!r}: models in use hold the budget ({', '.join(busy)})",
+                    f"no room for {needed_by!r}: models in use hold the budget ({', '.join(busy)})",
                     {
-                        "model": name,
+                        "model": needed_by,
                         "busy_models": busy,
                         "used_bytes": self.used_bytes(),
                         "budget_bytes": self.budget_bytes,
@@ -436,10 +468,8 @@ class ModelManager:
         state = self.state(name)
         if state.status is Status.LOADED:
             return {"model_id": name, "status": "already_loaded", "bytes": state.measured_bytes}
-        if state.transition is not None:
-            await asyncio.shield(state.transition)
-        else:
-            await asyncio.shield(self._load_single_flight(state, reason))
+        while state.status is not Status.LOADED:  # an unload in flight ends UNLOADED: load then
+            await self._await_transition(state, reason)
         return {
             "model_id": name,
             "status": "loaded",
@@ -455,21 +485,42 @@ class ModelManager:
             await asyncio.shield(state.transition)
         if state.status is not Status.LOADED:
             return {"model_id": name, "status": "not_loaded"}
-        if state.refcount > 0:
+        if state.refcount > 0 or state.waiting > 0:  # waiting callers are about to lease it
+            users = state.refcount + state.waiting
             raise ModelInUse(
-                f"model {name!r} is in use by {state.refcount} request(s); retry when they finish",
-                {"refcount": state.refcount},
+                f"model {name!r} is in use by {users} request(s); retry when they finish",
+                {"refcount": state.refcount, "waiting": state.waiting},
                 retry_after=1,
             )
         event = await self._unload(state, kind="unload", reason=reason)
         return {"model_id": name, "status": "unloaded", **event.details, "seconds": event.seconds}
 
     async def _unload(self, state: ModelState, kind: str, reason: str) -> Event:
+        """Mark the model UNLOADING now and unload it on the loader thread.
+
+        The unload runs as its own task: a caller that goes away (a cancelled eviction) does
+        not leave the model marked unloaded while the loader thread still holds its memory,
+        nor the unload without its event.
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.transition, state.status = future, Status.UNLOADING
         holder = [state.adapter] if state.adapter is not None else []
         state.adapter = None
         expected = state.footprint.bytes if state.footprint else 0
+        task = asyncio.create_task(self._unload_now(state, future, holder, expected, kind, reason))
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
+        return await asyncio.shield(task)
+
+    async def _unload_now(
+        self,
+        state: ModelState,
+        future: asyncio.Future[None],
+        holder: list[ModelAdapter],
+        expected: int,
+        kind: str,
+        reason: str,
+    ) -> Event:
         started = time.perf_counter()
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(
@@ -514,26 +565,32 @@ class ModelManager:
         """Count `nbytes` held outside models (a tracking session's memory bank, an external
         engine) against the budget, evicting idle models to make room. Replaces an earlier
         reservation under the same key. Raises BudgetExceeded / ServiceBusy like a load."""
+        if self.used_bytes() - self.reservations.get(key, 0) + nbytes <= self.budget_bytes:
+            # Fits as it is: no eviction, so no queueing for the load lock, which a load may
+            # hold while it waits for the lease of the very request reserving here.
+            self.reservations[key] = nbytes
+            self.events.record(Event("reserve", key, reason, bytes=nbytes))
+            return
         async with self._load_lock:
             previous = self.reservations.pop(key, 0)
-            unevictable = sum(self.reservations.values()) + sum(
-                s.footprint.bytes
-                for s in self.states.values()
-                if s.footprint and (s.pinned or s.refcount > 0)
-            )
-            if nbytes > self.budget_bytes - unevictable and nbytes > previous:
+            try:
+                unevictable = sum(self.reservations.values()) + sum(
+                    s.footprint.bytes
+                    for s in self.states.values()
+                    if s.footprint and (s.pinned or s.refcount > 0)
+                )
+                if nbytes > self.budget_bytes - unevictable and nbytes > previous:
+                    raise BudgetExceeded(
+                        f"{key} needs {nbytes / MB:.0f} MB; the budget has "
+                        f"{(self.budget_bytes - unevictable) / MB:.0f} MB outside busy models",
+                        {"key": key, "bytes": nbytes, "budget_bytes": self.budget_bytes},
+                    )
+                if nbytes > previous:  # shrinking never needs room
+                    await self._make_room(nbytes, needed_by=key, exclude=None)
+            except BaseException:  # refused or cancelled: the earlier reservation still holds
                 if previous:
                     self.reservations[key] = previous
-                raise BudgetExceeded(
-                    f"{key} needs {nbytes / MB:.0f} MB; the budget has "
-                    f"{(self.budget_bytes - unevictable) / MB:.0f} MB outside busy models",
-                    {"key": key, "bytes": nbytes, "budget_bytes": self.budget_bytes},
-                )
-            for victim in self._eviction_order():
-                if self.used_bytes() + nbytes <= self.budget_bytes:
-                    break
-                if victim.idle:
-                    await self._unload(victim, kind="evict", reason=f"make room for {key}")
+                raise
             self.reservations[key] = nbytes
         self.events.record(Event("reserve", key, reason, bytes=nbytes))
 
@@ -552,10 +609,13 @@ class ModelManager:
             for s in self.states.values()
             if s.idle and not s.pinned and now - s.last_used >= s.keep_alive
         ]
+        reaped = []
         for state in expired:
-            if state.idle:  # may have been leased while an earlier one unloaded
+            # While an earlier one unloaded, this one may have been leased, or used and let go.
+            if state.idle and self.clock() - state.last_used >= state.keep_alive:
                 await self._unload(state, kind="unload", reason="keep_alive expired")
-        return [s.spec.name for s in expired]
+                reaped.append(state.spec.name)
+        return reaped
 
     async def _reap_forever(self, interval: float) -> None:
         while True:

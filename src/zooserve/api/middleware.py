@@ -38,10 +38,6 @@ def _presented_key(scope: Scope) -> str | None:
     return key.decode("latin-1") if key else None
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class ServiceMiddleware:
     def __init__(
         self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int, metrics: Metrics
@@ -82,33 +78,44 @@ class ServiceMiddleware:
                 )
                 return
             received = 0
+            started_response = False
+            rejected = False
 
             async def limited_receive() -> Message:
-                nonlocal received
+                nonlocal received, rejected
+                if rejected:
+                    return {"type": "http.disconnect"}
                 message = await receive()
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    # A body without Content-Length ran over: answer 413 now (the app would
+                    # turn an exception here into a 400 "error parsing the body") and tell the
+                    # app the client is gone; tagged_send drops whatever it still sends.
+                    rejected = True
+                    if not started_response:
+                        status["code"] = 413
+                        await _reply(
+                            send,
+                            413,
+                            "payload_too_large",
+                            f"request body exceeds {self.max_body_bytes} bytes",
+                            rid,
+                        )
+                    return {"type": "http.disconnect"}
                 return message
 
             async def tagged_send(message: Message) -> None:
+                nonlocal started_response
+                if rejected:
+                    return
                 if message["type"] == "http.response.start":
+                    started_response = True
                     status["code"] = message["status"]
                     message.setdefault("headers", [])
                     message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
                 await send(message)
 
-            try:
-                await self.app(scope, limited_receive, tagged_send)
-            except _BodyTooLarge:
-                status["code"] = 413
-                await _reply(
-                    send,
-                    413,
-                    "payload_too_large",
-                    f"request body exceeds {self.max_body_bytes} bytes",
-                    rid,
-                )
+            await self.app(scope, limited_receive, tagged_send)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
