@@ -16,7 +16,8 @@ import skimage.data
 from scipy.special import gamma as gamma_fn
 from scipy.stats import gennorm
 
-from zooserve.catalog import Config, ModelSpec, locate
+from tests.families.adapters import load_adapter
+from zooserve.catalog import Config, locate
 from zooserve.errors import InvalidInput, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.brisque import (
@@ -39,13 +40,9 @@ needs_model = pytest.mark.skipif(
 
 
 def _scorer(source: str = BUILTIN_ID, **options: float) -> BrisqueQuality:
-    spec = ModelSpec(
-        name="brisque", model_id=source, family="brisque", framework="opencv",
-        category="quality", options=options,
-    )  # fmt: skip
-    scorer = BrisqueQuality(spec, source=source, device="cpu")
-    scorer.load()
-    return scorer
+    return load_adapter(
+        BrisqueQuality, source, framework="opencv", category="quality", options=options
+    )
 
 
 @pytest.fixture(scope="module")
@@ -205,12 +202,8 @@ def test_bad_images_rejected(scorer: BrisqueQuality, bad: np.ndarray) -> None:
         scorer.score([bad])
 
 
-def test_memory_warmup_unload(scorer: BrisqueQuality) -> None:
-    scorer = _scorer()
+def test_empty_batch_and_size_estimate(scorer: BrisqueQuality) -> None:
+    """Memory itself (the SVR's arrays) and unload: test_contract.py."""
     assert scorer.score([]) == []
-    scorer.warmup()
-    assert scorer.memory_bytes() == 770 * FEATURES * 8 + 770 * 8 + 2 * FEATURES * 8
     estimate = BrisqueQuality.estimate_bytes(BUILTIN_ID, "cpu")
     assert estimate is not None and scorer.memory_bytes() < estimate < 2 * scorer.memory_bytes()
-    scorer.unload()
-    assert scorer.memory_bytes() == 0

@@ -1,11 +1,9 @@
 """CLIP / SigLIP / SigLIP 2 adapter against tiny random checkpoints: zero-shot parity with
 transformers' pipeline (softmax for CLIP, sigmoid for SigLIP), embeddings against the model's
-own towers, options, validation, memory and unload."""
+own towers, options and validation (memory, unload and corrupt weights: test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +15,10 @@ from PIL import Image as PilImage
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from tests.conftest import TinyModels
+from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny import siglip
 from tests.tiny.clip import PROJECTION_DIM
-from zooserve.catalog import ModelSpec
 from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
-from zooserve.families import adapter_class
 from zooserve.families.clip import ClipModel
 from zooserve.families.kinds import Classifier, Embedder
 
@@ -32,12 +29,8 @@ VARIANTS = list(DIMENSIONS)
 
 
 @pytest.fixture(scope="module")
-def paths(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {
-        "clip": tiny_models.path("clip"),
-        "siglip": tiny_models.path("siglip"),
-        "siglip2": siglip.build_siglip2(tmp_path_factory.mktemp("siglip2")),
-    }
+def paths(tiny_models: TinyModels) -> dict[str, Path]:
+    return {variant: tiny_models.path(variant) for variant in VARIANTS}
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +45,11 @@ def images() -> list[np.ndarray]:
 
 
 def make(path: Path, **options: Any) -> ClipModel:
-    spec = ModelSpec(name="clip-tiny", model_id=str(path), family="clip", options=options)
-    adapter = adapter_class("clip")(spec, str(path), "cpu")
-    assert isinstance(adapter, ClipModel)
-    return adapter
+    return make_adapter(ClipModel, path, options=options)
 
 
 def loaded(path: Path, **options: Any) -> ClipModel:
-    adapter = make(path, **options)
-    adapter.load()
-    return adapter
+    return load_adapter(ClipModel, path, options=options)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +137,7 @@ def test_missing_labels_rejected(
 ) -> None:
     adapter = adapters["clip"]
     assert adapter.zero_shot
+    assert isinstance(adapter, Classifier) and isinstance(adapter, Embedder)
     with pytest.raises(InvalidInput):
         adapter.classify(images, labels)
 
@@ -194,21 +183,3 @@ def test_edge_inputs(adapters: dict[str, ClipModel]) -> None:
 def test_single_tower_checkpoint_is_refused(tiny_models: TinyModels) -> None:
     with pytest.raises(ModelLoadFailed, match="not an image-text dual encoder"):
         loaded(tiny_models.path("vit_classifier"))
-
-
-@pytest.mark.parametrize("variant", ["clip", "siglip"])
-def test_memory_bytes_warmup_and_unload(variant: str, paths: dict[str, Path]) -> None:
-    adapter = loaded(paths[variant])
-    assert isinstance(adapter, Classifier) and isinstance(adapter, Embedder)
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
-    ref = weakref.ref(module)
-    del module, tensors
-    adapter.unload()
-    gc.collect()
-    assert ref() is None, "the model is still referenced after unload"
-    assert adapter.memory_bytes() == 0
-    adapter.load()  # the same adapter loads again with its options intact
-    assert adapter.embed_texts(["gloves"]).shape == (1, DIMENSIONS[variant])

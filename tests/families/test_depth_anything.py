@@ -1,12 +1,10 @@
 """Depth Anything adapter against a tiny random checkpoint: parity with the hand-run
 transformers pipeline after the documented "lower = closer" conversion, ordering, mixed sizes,
-metric checkpoints, per-box distance, unload."""
+metric checkpoints, per-box distance, half precision (memory, unload and corrupt weights:
+test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
-import shutil
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +14,10 @@ import torch
 from transformers import DepthAnythingForDepthEstimation, DPTImageProcessor
 
 from tests.conftest import TinyModels
+from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.depth_anything import build_metric
-from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput
-from zooserve.families import adapter_class
 from zooserve.families.depth_anything import DepthAnythingEstimator, relative_distance
-
-
-def _estimator(path: Path) -> DepthAnythingEstimator:
-    spec = ModelSpec(name="depth-tiny", model_id=str(path), family="depth_anything")
-    adapter = adapter_class("depth_anything")(spec, str(path), "cpu")
-    assert isinstance(adapter, DepthAnythingEstimator)
-    return adapter
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +27,7 @@ def tiny_path(tiny_models: TinyModels) -> Path:
 
 @pytest.fixture(scope="module")
 def estimator(tiny_path: Path) -> DepthAnythingEstimator:
-    adapter = _estimator(tiny_path)
-    adapter.load()
-    return adapter
+    return load_adapter(DepthAnythingEstimator, tiny_path)
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +91,7 @@ def test_nearer_is_lower_on_the_models_own_ordering(
 
 def test_metric_checkpoints_are_returned_in_metres(tmp_path: Path) -> None:
     path = build_metric(tmp_path / "depth-metric")
-    adapter = _estimator(path)
-    adapter.load()
+    adapter = load_adapter(DepthAnythingEstimator, path)
     assert adapter.metric
     image = skimage.data.chelsea()
     (depth,) = adapter.estimate_depth([image])
@@ -149,32 +136,9 @@ def test_too_thin_images_rejected(
         estimator.estimate_depth([np.zeros(shape, dtype=np.uint8)])
 
 
-def test_memory_and_unload(tiny_path: Path) -> None:
-    adapter = _estimator(tiny_path)
-    adapter.load()
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
-    ref = weakref.ref(module)
-    del module, tensors
-    adapter.unload()
-    gc.collect()
-    assert ref() is None, "the model is still referenced after unload"
-    assert adapter.memory_bytes() == 0
-
-
-def test_corrupt_weights_raise(tiny_path: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "depth-broken"
-    shutil.copytree(tiny_path, broken)
-    (broken / "model.safetensors").write_bytes(b"\x00garbage" * 64)
-    with pytest.raises(Exception):  # noqa: B017 - any loader error, as long as it is not silent
-        _estimator(broken).load()
-
-
 def test_half_precision_path(tiny_path: Path, estimator: DepthAnythingEstimator) -> None:
     """CUDA runs bf16 weights (no GPU here: the same dtype on the CPU); maps stay float32."""
-    half = _estimator(tiny_path)
+    half = make_adapter(DepthAnythingEstimator, tiny_path)
     half.dtype = torch.bfloat16
     half.load()
     assert half.memory_bytes() < 0.55 * estimator.memory_bytes()  # int buffers stay int

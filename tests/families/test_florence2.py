@@ -1,6 +1,7 @@
 """Florence-2 adapter against a tiny random checkpoint whose decoder is wired to emit two boxes
-(see tests/tiny/florence2.py): parity with the hand-run transformers pipeline, output contract,
-scores and threshold, memory accounting, unload and corrupt weights."""
+(see tests/tiny/florence2.py): parity with the hand-run transformers pipeline, the closed
+vocabulary, scores and threshold, options (the output contract with prompts:
+test_open_vocabulary.py; memory, unload and corrupt weights: test_contract.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,13 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
+from tests.families.adapters import load_adapter
+from tests.families.detections import check_detections
 from tests.tiny.florence2 import TARGET_PHRASES
-from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput
 from zooserve.families.florence2 import Florence2Detector
 
 PROMPTS = ["person", "cat"]
 LOC_TOKEN = re.compile(r"<loc_\d+>")
-
-
-def _detector(path: Path, **options: Any) -> Florence2Detector:
-    spec = ModelSpec(name="florence2-tiny", model_id=str(path), family="florence2", options=options)
-    return Florence2Detector(spec, source=str(path), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +32,7 @@ def tiny_path(tiny_models) -> Path:
 
 @pytest.fixture(scope="module")
 def detector(tiny_path: Path) -> Florence2Detector:
-    det = _detector(tiny_path)
-    det.load()
-    return det
+    return load_adapter(Florence2Detector, tiny_path)
 
 
 @pytest.fixture(scope="module")
@@ -129,23 +123,13 @@ def test_parity_open_vocabulary(
     assert per_prompt[0][0]["labels"] == [phrase for phrase, _, _ in TARGET_PHRASES]
 
 
-@pytest.mark.parametrize("prompts", [None, PROMPTS])
-def test_output_contract(
-    detector: Florence2Detector, images: list[np.ndarray], prompts: list[str] | None
+def test_closed_vocabulary_output_contract(
+    detector: Florence2Detector, images: list[np.ndarray]
 ) -> None:
-    results = detector.detect(images, prompts, threshold=0.0)
+    results = detector.detect(images, None, threshold=0.0)
     assert len(results) == len(images)
     for det, image in zip(results, images, strict=True):
-        height, width = image.shape[:2]
-        assert len(det) > 0
-        assert det.xyxy.dtype == np.float32 and det.xyxy.shape == (len(det), 4)
-        assert (det.xyxy[:, [0, 2]] >= 0).all() and (det.xyxy[:, [0, 2]] <= width).all()
-        assert (det.xyxy[:, [1, 3]] >= 0).all() and (det.xyxy[:, [1, 3]] <= height).all()
-        assert (det.xyxy[:, 2] >= det.xyxy[:, 0]).all() and (det.xyxy[:, 3] >= det.xyxy[:, 1]).all()
-        assert det.confidence is not None and det.confidence.shape == (len(det),)
-        assert ((det.confidence > 0) & (det.confidence <= 1)).all()
-        assert det.class_id is not None and (det.class_id >= 0).all()
-        assert set(det.data["class_name"]) <= set(PROMPTS)
+        check_detections(det, image, [phrase for phrase, _, _ in TARGET_PHRASES])
 
 
 def test_threshold_filters(detector: Florence2Detector, images: list[np.ndarray]) -> None:
@@ -171,8 +155,7 @@ def test_batch_equals_single_images(detector: Florence2Detector, images: list[np
 
 def test_max_new_tokens_option(tiny_path: Path, images: list[np.ndarray]) -> None:
     # Five tokens stop generation before the first box is complete.
-    det = _detector(tiny_path, max_new_tokens=5)
-    det.load()
+    det = load_adapter(Florence2Detector, tiny_path, options={"max_new_tokens": 5})
     assert all(len(d) == 0 for d in det.detect(images, None, threshold=0.0))
 
 
@@ -183,7 +166,5 @@ def test_blank_prompts_mean_closed_vocabulary(
     assert list(det.data["class_name"]) == [phrase for phrase, _, _ in TARGET_PHRASES]
 
 
-def test_invalid_inputs(detector: Florence2Detector) -> None:
+def test_empty_batch(detector: Florence2Detector) -> None:
     assert detector.detect([], PROMPTS, threshold=0.0) == []
-    with pytest.raises(InvalidInput):
-        detector.detect([np.zeros((10, 10), dtype=np.uint8)], PROMPTS, threshold=0.0)

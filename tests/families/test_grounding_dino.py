@@ -1,4 +1,6 @@
-"""Grounding DINO adapter on a tiny random checkpoint: parity with transformers, shapes, errors."""
+"""Grounding DINO adapter on a tiny random checkpoint: parity with transformers, label mapping,
+prompts (output contract, thresholds and bad input: test_open_vocabulary.py; memory, unload and
+corrupt weights: test_contract.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import skimage.data
 import torch
 from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-from zooserve.catalog import ModelSpec
+from tests.families.adapters import load_adapter
 from zooserve.errors import InvalidInput
 from zooserve.families.grounding_dino import GroundingDinoDetector
 
@@ -18,10 +20,6 @@ PROMPTS = ["a person", "a cat"]
 #: Low enough that the random tiny model returns boxes on both images.
 THRESHOLD = 0.3
 TEXT_THRESHOLD = 0.25
-
-
-def _spec(path: Path) -> ModelSpec:
-    return ModelSpec(name="gdino-tiny", model_id=str(path), family="grounding_dino")
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +34,7 @@ def images() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def detector(tiny_path: Path) -> GroundingDinoDetector:
-    adapter = GroundingDinoDetector(_spec(tiny_path), source=str(tiny_path), device="cpu")
-    adapter.load()
-    return adapter
+    return load_adapter(GroundingDinoDetector, tiny_path)
 
 
 def test_parity_with_transformers(detector, tiny_path, images) -> None:
@@ -66,23 +62,6 @@ def test_parity_with_transformers(detector, tiny_path, images) -> None:
         np.testing.assert_allclose(dets.confidence, result["scores"].numpy(), atol=1e-4, rtol=0)
 
 
-def test_output_types_and_bounds(detector, images) -> None:
-    results = detector.detect(images, PROMPTS, THRESHOLD)
-    for dets, image in zip(results, images, strict=True):
-        height, width = image.shape[:2]
-        assert dets.xyxy.dtype == np.float32 and dets.xyxy.shape == (len(dets), 4)
-        assert dets.confidence is not None and dets.confidence.shape == (len(dets),)
-        assert (dets.confidence > THRESHOLD).all()
-        assert (dets.xyxy[:, [0, 2]] >= 0).all() and (dets.xyxy[:, [0, 2]] <= width).all()
-        assert (dets.xyxy[:, [1, 3]] >= 0).all() and (dets.xyxy[:, [1, 3]] <= height).all()
-        assert (dets.xyxy[:, 2] >= dets.xyxy[:, 0]).all()
-        assert (dets.xyxy[:, 3] >= dets.xyxy[:, 1]).all()
-        names = dets.data["class_name"]
-        assert set(names) <= set(PROMPTS)
-        assert dets.class_id is not None
-        assert [PROMPTS[i] for i in dets.class_id] == list(names)
-
-
 def test_label_mapping(detector) -> None:
     """Text labels that are sub-spans, multi-phrase runs or empty still land on one prompt."""
     batch = detector.preprocess([np.zeros((32, 32, 3), np.uint8)], ["A Person", "a cat"])
@@ -98,10 +77,6 @@ def test_label_mapping(detector) -> None:
     assert detector._match_prompt("a person. a cat. [SEP]", probs, batch) == 1
 
 
-def test_prompts_are_required(detector, images) -> None:
-    with pytest.raises(InvalidInput):
-        detector.detect(images, None, THRESHOLD)
-    with pytest.raises(InvalidInput):
-        detector.detect(images, [], THRESHOLD)
+def test_prompts_without_words_rejected(detector, images) -> None:
     with pytest.raises(InvalidInput):
         detector.detect(images, [" . "], THRESHOLD)

@@ -1,12 +1,11 @@
 """Image classifiers (ViT, ResNet) against tiny random checkpoints: parity with transformers'
-image-classification pipeline, softmax vs sigmoid, options, validation, memory and unload."""
+image-classification pipeline, softmax vs sigmoid, options and validation (memory, unload and
+corrupt weights: test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +16,21 @@ from PIL import Image as PilImage
 from transformers import pipeline
 
 from tests.conftest import TinyModels
+from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.resnet_classifier import VEHICLES
 from tests.tiny.vit_classifier import WEATHER
-from zooserve.catalog import ModelSpec
 from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
-from zooserve.families import adapter_class
 from zooserve.families.image_classifier import ImageClassifier
 
 FAMILIES = {"vit_classifier": WEATHER, "resnet_classifier": VEHICLES}
 
 
 def make(family: str, path: Path, **options: Any) -> ImageClassifier:
-    spec = ModelSpec(name=f"{family}-tiny", model_id=str(path), family=family, options=options)
-    adapter = adapter_class(family)(spec, str(path), "cpu")
-    assert isinstance(adapter, ImageClassifier)
-    return adapter
+    return make_adapter(ImageClassifier, path, family, options=options)
 
 
 def loaded(family: str, path: Path, **options: Any) -> ImageClassifier:
-    adapter = make(family, path, **options)
-    adapter.load()
-    return adapter
+    return load_adapter(ImageClassifier, path, family, options=options)
 
 
 @pytest.fixture(scope="module")
@@ -152,20 +145,3 @@ def test_bad_images_rejected_and_empty_batch(vit_path: Path) -> None:
         classifier.classify([np.zeros((10, 10), dtype=np.uint8)])
     with pytest.raises(InvalidInput):
         classifier.classify([skimage.data.chelsea(), np.zeros((0, 4, 3), dtype=np.uint8)])
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_memory_bytes_warmup_and_unload(family: str, tiny_models: TinyModels) -> None:
-    adapter = loaded(family, tiny_models.path(family))
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
-    ref = weakref.ref(module)
-    del module, tensors
-    adapter.unload()
-    gc.collect()
-    assert ref() is None, "the model is still referenced after unload"
-    assert adapter.memory_bytes() == 0
-    adapter.load()  # the same adapter loads again with its options intact
-    assert len(adapter.classify([skimage.data.chelsea()])[0]) == len(FAMILIES[family])

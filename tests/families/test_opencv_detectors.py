@@ -6,22 +6,19 @@ import numpy as np
 import pytest
 import skimage.data
 
-from zooserve.catalog import ModelSpec
-from zooserve.families import adapter_class
+from tests.families.adapters import load_adapter
+from zooserve.families.base import Detector
 from zooserve.families.opencv_detectors import opencv_source
 from zooserve.media import MediaSource
 from zooserve.samples import sample_files
 
 
-def make(model_id: str, family: str, **options: object):
-    spec = ModelSpec(
-        name=family, model_id=model_id, family=family, framework="opencv", options=options
-    )
+def make(model_id: str, family: str, **options: object) -> Detector:
     source = opencv_source(model_id)
     assert source is not None, f"{model_id} does not ship with this OpenCV"
-    adapter = adapter_class(family)(spec, source, "cpu")
-    adapter.load()
-    return adapter
+    return load_adapter(
+        Detector, source, family, model_id=model_id, framework="opencv", options=options
+    )
 
 
 def test_face_cascade_finds_the_astronauts_face() -> None:

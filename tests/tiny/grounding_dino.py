@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoProcessor,
     BertConfig,
@@ -20,6 +19,8 @@ from transformers import (
     GroundingDinoProcessor,
     SwinConfig,
 )
+
+from tests.tiny.checkpoint import save_checkpoint, seeded
 
 #: Words the tests prompt with; every other id is filler.
 WORDS = ["a", "an", "the", "person", "cat", "car", "dog", "bicycle", "of", "and", ","]
@@ -89,17 +90,14 @@ def _config() -> GroundingDinoConfig:
 
 def build(directory: Path) -> Path:
     """Write model + processor to `directory` and check they reload offline."""
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = GroundingDinoForObjectDetection(_config()).eval()
-    model.save_pretrained(directory)
-
     image_processor = GroundingDinoImageProcessor(
         size={"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE * 3 // 2}
     )
     tokenizer = BertTokenizer(vocab=_vocab(), model_max_length=64)
-    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
-        directory
+    save_checkpoint(
+        directory,
+        seeded(GroundingDinoForObjectDetection, _config()),
+        GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer),
     )
 
     GroundingDinoForObjectDetection.from_pretrained(directory, local_files_only=True)

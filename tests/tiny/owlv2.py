@@ -12,87 +12,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from transformers import (
-    CLIPTokenizer,
-    Owlv2Config,
-    Owlv2ForObjectDetection,
-    Owlv2ImageProcessor,
-    Owlv2Processor,
-)
+from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+from tests.tiny.checkpoint import save_checkpoint, seeded
+from tests.tiny.clip_tokenizer import byte_level_tokenizer, text_config, vision_config
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 16
 MAX_TEXT_LENGTH = 16
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-def _bytes_to_unicode() -> list[str]:
-    """The 256 printable characters GPT-2/CLIP byte-level BPE maps bytes to, in byte order."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            chars.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in chars]
-
-
-def _tokenizer() -> CLIPTokenizer:
-    """Byte-level CLIP tokenizer: every byte (and its end-of-word form) is a token, no merges.
-
-    Ids follow CLIP's layout: byte tokens first ("!" = 0, the pad token), BOS and EOS last.
-    """
-    symbols = _bytes_to_unicode()
-    tokens = symbols + [s + "</w>" for s in symbols] + [BOS, EOS]
-    vocab = {token: i for i, token in enumerate(tokens)}
-    return CLIPTokenizer(
-        vocab=vocab,
-        merges=[],
-        unk_token=EOS,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token="!",
-        model_max_length=MAX_TEXT_LENGTH,
-    )
+#: Queries pad with "!" (id 0, the first byte token); BOS, which starts every query, is not 0.
+PAD_TOKEN = "!"
 
 
 def build(directory: Path) -> Path:
     """Save a seeded tiny `Owlv2ForObjectDetection` and its processor into `directory`."""
-    tokenizer = _tokenizer()
+    tokenizer = byte_level_tokenizer(MAX_TEXT_LENGTH, pad_token=PAD_TOKEN)
     config = Owlv2Config(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": MAX_TEXT_LENGTH,
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": IMAGE_SIZE,
-            "patch_size": PATCH_SIZE,
-        },
+        text_config=text_config(tokenizer, MAX_TEXT_LENGTH),
+        vision_config=vision_config(IMAGE_SIZE, PATCH_SIZE),
         projection_dim=32,
     )
-    torch.manual_seed(0)
-    model = Owlv2ForObjectDetection(config).eval()
+    model = seeded(Owlv2ForObjectDetection, config)
     image_processor = Owlv2ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer)
-
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+from tests.tiny.checkpoint import label_maps, save_checkpoint, seeded
 
 IMAGE_SIZE = 32
 VEHICLES = [
@@ -34,14 +35,8 @@ def build(directory: Path) -> Path:
         hidden_sizes=[8, 16],
         depths=[1, 1],
         layer_type="basic",
-        id2label=dict(enumerate(VEHICLES)),
-        label2id={name: i for i, name in enumerate(VEHICLES)},
+        **label_maps(VEHICLES),
     )
-    torch.manual_seed(0)
-    model = ResNetForImageClassification(config).eval()
+    model = seeded(ResNetForImageClassification, config)
     processor = ConvNextImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_pct=0.875)
-
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)

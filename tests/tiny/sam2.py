@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
-import torch
 from transformers import (
     Sam2HieraDetConfig,
     Sam2ImageProcessor,
@@ -34,6 +33,7 @@ from transformers import (
     Sam2VisionConfig,
 )
 
+from tests.tiny.checkpoint import save_checkpoint, seeded
 from tests.videos import encode_video
 from zooserve.media import MediaSource
 
@@ -110,8 +110,7 @@ def config() -> Sam2VideoConfig:
 
 def build(directory: Path) -> Path:
     """Save a seeded tiny `Sam2VideoModel` and its processor into `directory`."""
-    torch.manual_seed(0)
-    model = Sam2VideoModel(config()).eval()
+    model = seeded(Sam2VideoModel, config())
     size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     processor = Sam2VideoProcessor(
         image_processor=Sam2ImageProcessor(
@@ -119,10 +118,7 @@ def build(directory: Path) -> Path:
         ),
         video_processor=Sam2VideoVideoProcessor(size=size),
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)
 
 
 VIDEO_SIZE = (96, 160)  # height, width

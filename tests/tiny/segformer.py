@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+from tests.tiny.checkpoint import label_maps, save_checkpoint, seeded
 
 IMAGE_SIZE = 64
 #: id2label of mattmdjaga/segformer_b2_clothes, in id order.
@@ -42,15 +43,10 @@ def build(directory: Path) -> Path:
         num_attention_heads=[1, 1, 2, 2],
         mlp_ratios=[2, 2, 2, 2],
         decoder_hidden_size=16,
-        id2label=dict(enumerate(CLOTHES_LABELS)),
-        label2id={label: i for i, label in enumerate(CLOTHES_LABELS)},
+        **label_maps(CLOTHES_LABELS),
     )
-    torch.manual_seed(0)
-    model = SegformerForSemanticSegmentation(config).eval()
+    model = seeded(SegformerForSemanticSegmentation, config)
     processor = SegformerImageProcessor(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_reduce_labels=False
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)

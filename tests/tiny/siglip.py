@@ -10,6 +10,7 @@ no merges. The adapter never sees the tokenizer class: `AutoProcessor` picks wha
 
 The text tower pools the last position and is trained on texts padded to 64 tokens, so
 `max_position_embeddings` stays 64 (what transformers' zero-shot pipeline pads SigLIP to).
+SigLIP 2 is built by tests/tiny/siglip2.py from the same parts.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    Siglip2Config,
-    Siglip2ImageProcessor,
     Siglip2Model,
-    Siglip2Processor,
     Siglip2Tokenizer,
     SiglipConfig,
     SiglipImageProcessor,
     SiglipModel,
     SiglipProcessor,
 )
+
+from tests.tiny.checkpoint import save_checkpoint, seeded
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
@@ -49,7 +49,7 @@ def tokenizer() -> Siglip2Tokenizer:
     )
 
 
-def _tower_configs(text_tokenizer: Siglip2Tokenizer) -> tuple[dict, dict]:
+def tower_configs(text_tokenizer: Siglip2Tokenizer) -> tuple[dict, dict]:
     text = {
         "vocab_size": len(text_tokenizer),
         "hidden_size": HIDDEN_SIZE,
@@ -71,7 +71,7 @@ def _tower_configs(text_tokenizer: Siglip2Tokenizer) -> tuple[dict, dict]:
     return text, vision
 
 
-def _set_logit_scale_and_bias(model: SiglipModel | Siglip2Model) -> None:
+def set_logit_scale_and_bias(model: SiglipModel | Siglip2Model) -> None:
     """Random init leaves scale 1 and bias 0, under which a forgotten bias goes unseen; released
     models learn about 112 and -16. These keep random cosines in the sigmoid's live range."""
     with torch.no_grad():
@@ -82,33 +82,10 @@ def _set_logit_scale_and_bias(model: SiglipModel | Siglip2Model) -> None:
 def build(directory: Path) -> Path:
     """Save a seeded tiny `SiglipModel` and its processor into `directory`."""
     text_tokenizer = tokenizer()
-    text, vision = _tower_configs(text_tokenizer)
+    text, vision = tower_configs(text_tokenizer)
     config = SiglipConfig(text_config=text, vision_config={**vision, "image_size": IMAGE_SIZE})
-    torch.manual_seed(0)
-    model = SiglipModel(config).eval()
-    _set_logit_scale_and_bias(model)
+    model = seeded(SiglipModel, config)
+    set_logit_scale_and_bias(model)
     image_processor = SiglipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = SiglipProcessor(image_processor=image_processor, tokenizer=text_tokenizer)
-
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
-
-
-def build_siglip2(directory: Path) -> Path:
-    """Save a seeded tiny `Siglip2Model` (NaFlex: variable patches per image) into `directory`."""
-    text_tokenizer = tokenizer()
-    text, vision = _tower_configs(text_tokenizer)
-    max_patches = (IMAGE_SIZE // PATCH_SIZE) ** 2
-    config = Siglip2Config(text_config=text, vision_config={**vision, "num_patches": max_patches})
-    torch.manual_seed(0)
-    model = Siglip2Model(config).eval()
-    _set_logit_scale_and_bias(model)
-    image_processor = Siglip2ImageProcessor(patch_size=PATCH_SIZE, max_num_patches=max_patches)
-    processor = Siglip2Processor(image_processor=image_processor, tokenizer=text_tokenizer)
-
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)

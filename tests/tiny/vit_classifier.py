@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+from tests.tiny.checkpoint import label_maps, save_checkpoint, seeded
 
 IMAGE_SIZE = 32
 WEATHER = ["cloudy", "foggy", "rainy", "snowy", "sunny"]
@@ -24,14 +25,8 @@ def build(directory: Path) -> Path:
         num_attention_heads=2,
         image_size=IMAGE_SIZE,
         patch_size=8,
-        id2label=dict(enumerate(WEATHER)),
-        label2id={name: i for i, name in enumerate(WEATHER)},
+        **label_maps(WEATHER),
     )
-    torch.manual_seed(0)
-    model = ViTForImageClassification(config).eval()
+    model = seeded(ViTForImageClassification, config)
     processor = ViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)

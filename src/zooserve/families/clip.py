@@ -28,14 +28,10 @@ import torch
 from zooserve.catalog import ModelSpec
 from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
 from zooserve.families.base import Image
-from zooserve.families.image_classifier import (
-    DEFAULT_BATCH_SIZE,
-    positive_int_option,
-    ranked,
-    rgb_images,
-    to_device,
-)
+from zooserve.families.image_classifier import ClassifierOptions, ranked
+from zooserve.families.images import rgb_images
 from zooserve.families.kinds import Classifier, Embedder
+from zooserve.runtimes.transformers_runtime import load_pretrained, to_device
 
 DEFAULT_TEMPLATE = "a photo of {}"
 
@@ -67,7 +63,7 @@ def _pooled(output: Any) -> torch.Tensor:
     return pooled
 
 
-class ClipModel(Classifier, Embedder):
+class ClipModel(Classifier, Embedder, ClassifierOptions):
     """`AutoModel` (CLIP / SigLIP / SigLIP 2) + `AutoProcessor` from a local checkpoint.
 
     Its `kind` is "classifier" (first base); it is an `Embedder` too, for re-id vectors.
@@ -88,25 +84,16 @@ class ClipModel(Classifier, Embedder):
         self.sigmoid = False
         self.text_length = 77
 
-    # Options are read from `spec` (which survives `unload`), so a reload sees them again.
+    # Read from `spec` (which survives `unload`), so a reload sees it again.
     @property
     def template(self) -> str:
         return _prompt_template(self.spec)
-
-    @property
-    def top_k(self) -> int | None:
-        return positive_int_option(self.spec, "top_k", None)
-
-    @property
-    def batch_size(self) -> int:
-        return positive_int_option(self.spec, "batch_size", None) or DEFAULT_BATCH_SIZE
 
     def load(self) -> None:
         """Load processor and weights from `self.source` only; any failure propagates."""
         from transformers import AutoModel, AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(self.source, local_files_only=True)
-        model = AutoModel.from_pretrained(self.source, dtype=self.dtype, local_files_only=True)
+        processor, model = load_pretrained(AutoProcessor, AutoModel, self.source, self.dtype)
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(model, method):
                 raise ModelLoadFailed(

@@ -27,7 +27,9 @@ import torch
 from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput
 from zooserve.families.base import Image
+from zooserve.families.images import group_by_size, image_sizes, rgb_images
 from zooserve.families.kinds import DepthEstimator
+from zooserve.runtimes.transformers_runtime import load_pretrained, process_images
 
 
 @dataclass
@@ -58,9 +60,8 @@ class DepthAnythingEstimator(DepthEstimator):
         """Load image processor and weights from `self.source` only; any failure propagates."""
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
-        processor = AutoImageProcessor.from_pretrained(self.source, local_files_only=True)
-        model: torch.nn.Module = DepthAnythingForDepthEstimation.from_pretrained(
-            self.source, dtype=self.dtype, local_files_only=True
+        processor, model = load_pretrained(
+            AutoImageProcessor, DepthAnythingForDepthEstimation, self.source, self.dtype
         )
         config: Any = model.config
         self.metric = config.depth_estimation_type == "metric"
@@ -83,26 +84,12 @@ class DepthAnythingEstimator(DepthEstimator):
 
     def preprocess(self, images: Sequence[Image]) -> DepthBatch:
         """Validate, group equal-sized images, resize/normalise on the CPU."""
-        frames = [np.asarray(image) for image in images]
-        for i, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
-        sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, size in enumerate(sizes):
-            by_size.setdefault(size, []).append(i)
+        frames = rgb_images(images)
+        sizes = image_sizes(frames)
         batch = DepthBatch(sizes=sizes)
-        for (height, width), indices in by_size.items():
+        for (height, width), indices in group_by_size(sizes).items():
             try:
-                # channels_last: a 1- or 3-pixel-high image would otherwise be read as
-                # channels-first.
-                inputs = self.processor(
-                    images=[frames[i] for i in indices],
-                    return_tensors="pt",
-                    input_data_format="channels_last",
-                )
+                inputs = process_images(self.processor, [frames[i] for i in indices])
             except ValueError as error:
                 # Keeping the aspect ratio, a very thin image rounds its short side to 0.
                 raise InvalidInput(

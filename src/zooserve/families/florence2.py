@@ -33,6 +33,8 @@ from PIL import Image as PILImage
 from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput
 from zooserve.families.base import Detector, Image, make_detections
+from zooserve.families.images import rgb_images
+from zooserve.runtimes.transformers_runtime import load_pretrained
 
 OPEN_VOCABULARY_TASK = "<OPEN_VOCABULARY_DETECTION>"
 CLOSED_VOCABULARY_TASK = "<OD>"
@@ -104,11 +106,11 @@ class Florence2Detector(Detector):
         """Load processor and weights from `self.source` only; any failure propagates."""
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-        processor = AutoProcessor.from_pretrained(self.source, local_files_only=True)
-        # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
-        model: torch.nn.Module = Florence2ForConditionalGeneration.from_pretrained(
-            self.source, dtype=self.dtype, local_files_only=True
+        processor, loaded = load_pretrained(
+            AutoProcessor, Florence2ForConditionalGeneration, self.source, self.dtype
         )
+        # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
+        model: torch.nn.Module = loaded
         tokenizer = processor.tokenizer
         ids = tokenizer.convert_tokens_to_ids([f"<loc_{k}>" for k in range(1000)])
         bins = {
@@ -135,12 +137,7 @@ class Florence2Detector(Detector):
             raise InvalidInput("prompts must be strings", {"prompts": [str(p) for p in prompts]})
         # Duplicates and blanks would only cost extra generate calls.
         queries = list(dict.fromkeys(p.strip() for p in prompts or [] if p.strip())) or None
-        frames = [np.asarray(image) for image in images]
-        for i, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
+        frames = rgb_images(images)
         sizes = [(int(f.shape[1]), int(f.shape[0])) for f in frames]
         if not frames:
             return Florence2Batch(tasks=[], sizes=[], prompts=queries)

@@ -22,6 +22,7 @@ from transformers.models.grounding_dino.modeling_grounding_dino import (
 
 from zooserve.errors import InvalidInput
 from zooserve.families.base import Detector, Image, make_detections
+from zooserve.runtimes.transformers_runtime import load_pretrained
 
 #: Upstream's default text threshold (also what the IDEA-Research demos use).
 DEFAULT_TEXT_THRESHOLD = 0.25
@@ -67,9 +68,8 @@ class GroundingDinoDetector(Detector):
     processor: Any
 
     def load(self) -> None:
-        self.processor = AutoProcessor.from_pretrained(self.source, local_files_only=True)
-        self.model = GroundingDinoForObjectDetection.from_pretrained(
-            self.source, dtype=self.dtype, local_files_only=True
+        self.processor, self.model = load_pretrained(
+            AutoProcessor, GroundingDinoForObjectDetection, self.source, self.dtype
         )
         # `self.model` is typed Any: transformers' wrapper on `PreTrainedModel.to` trips mypy.
         self.model.to(self.device).eval()

@@ -23,7 +23,9 @@ import torch
 from zooserve.catalog import ModelSpec
 from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
 from zooserve.families.base import Image
+from zooserve.families.images import rgb_images
 from zooserve.families.kinds import Classifier
+from zooserve.runtimes.transformers_runtime import load_pretrained, to_device
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -41,17 +43,6 @@ def positive_int_option(spec: ModelSpec, key: str, default: int | None) -> int |
     return value
 
 
-def rgb_images(images: Sequence[Image]) -> list[np.ndarray]:
-    """Check every image is RGB (H, W, 3) with pixels; InvalidInput names the first bad one."""
-    frames = [np.asarray(image) for image in images]
-    for i, frame in enumerate(frames):
-        if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-            raise InvalidInput(
-                f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-            )
-    return frames
-
-
 def ranked(labels: Sequence[str], scores: np.ndarray, top_k: int | None = None) -> dict[str, float]:
     """{label: score} sorted high to low (ties keep label order), cut to the `top_k` best."""
     order = sorted(range(len(labels)), key=lambda i: -float(scores[i]))
@@ -60,17 +51,24 @@ def ranked(labels: Sequence[str], scores: np.ndarray, top_k: int | None = None) 
     return {labels[i]: float(scores[i]) for i in order}
 
 
-def to_device(
-    inputs: dict[str, torch.Tensor], device: str, dtype: torch.dtype
-) -> dict[str, torch.Tensor]:
-    """Move processor outputs to the device; only floating tensors (pixels) take `dtype`."""
-    return {
-        name: tensor.to(device, dtype=dtype) if tensor.is_floating_point() else tensor.to(device)
-        for name, tensor in inputs.items()
-    }
+class ClassifierOptions:
+    """The `top_k` and `batch_size` options, shared by the classifier families.
+
+    Options are read from `spec` (which survives `unload`), so a reload sees them again.
+    """
+
+    spec: ModelSpec
+
+    @property
+    def top_k(self) -> int | None:
+        return positive_int_option(self.spec, "top_k", None)
+
+    @property
+    def batch_size(self) -> int:
+        return positive_int_option(self.spec, "batch_size", None) or DEFAULT_BATCH_SIZE
 
 
-class ImageClassifier(Classifier):
+class ImageClassifier(Classifier, ClassifierOptions):
     """`AutoModelForImageClassification` + `AutoImageProcessor` from a local checkpoint."""
 
     family = "vit_classifier"
@@ -88,22 +86,12 @@ class ImageClassifier(Classifier):
         self.class_names: list[str] = []
         self.multi_label = False
 
-    # Options are read from `spec` (which survives `unload`), so a reload sees them again.
-    @property
-    def top_k(self) -> int | None:
-        return positive_int_option(self.spec, "top_k", None)
-
-    @property
-    def batch_size(self) -> int:
-        return positive_int_option(self.spec, "batch_size", None) or DEFAULT_BATCH_SIZE
-
     def load(self) -> None:
         """Load the image processor and weights from `self.source` only; failures propagate."""
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-        processor = AutoImageProcessor.from_pretrained(self.source, local_files_only=True)
-        model = AutoModelForImageClassification.from_pretrained(
-            self.source, dtype=self.dtype, local_files_only=True
+        processor, model = load_pretrained(
+            AutoImageProcessor, AutoModelForImageClassification, self.source, self.dtype
         )
         config = model.config
         if config.problem_type == "regression":

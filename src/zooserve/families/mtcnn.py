@@ -14,7 +14,6 @@ Options: `min_face_size` (px, default 20), `thresholds` (per stage, default [0.6
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,10 @@ import supervision as sv
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput, ModelUnavailable
+from zooserve.errors import ModelUnavailable
 from zooserve.families.base import Detector, Image, make_detections
+from zooserve.families.images import group_by_size, image_sizes, rgb_images
+from zooserve.families.shipped import package_directory, present_file_bytes, with_files
 
 SHIPPED_ID = "facenet-pytorch:mtcnn"
 WEIGHT_FILES = {"pnet": "pnet.pt", "rnet": "rnet.pt", "onet": "onet.pt"}
@@ -34,11 +35,7 @@ WEIGHT_FILES = {"pnet": "pnet.pt", "rnet": "rnet.pt", "onet": "onet.pt"}
 
 def shipped_weights_dir() -> Path | None:
     """`facenet_pytorch/data/` of the installed wheel if it holds the three nets (no import)."""
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    directory = Path(next(iter(spec.submodule_search_locations))) / "data"
-    return directory if all((directory / f).is_file() for f in WEIGHT_FILES.values()) else None
+    return with_files(package_directory("facenet_pytorch", "data"), WEIGHT_FILES.values())
 
 
 @dataclass
@@ -78,9 +75,7 @@ class MtcnnFaceDetector(Detector):
     @classmethod
     def estimate_bytes(cls, source: str, device: str) -> int | None:
         """The nets' file bytes: they stay float32 on CUDA too (no halving)."""
-        paths = [Path(source) / name for name in WEIGHT_FILES.values()]
-        present = [p for p in paths if p.is_file()]
-        return sum(p.stat().st_size for p in present) if present else None
+        return present_file_bytes(source, WEIGHT_FILES.values())
 
     def load(self) -> None:
         """Build MTCNN on the device and load the three nets' weights from `self.source`."""
@@ -114,24 +109,15 @@ class MtcnnFaceDetector(Detector):
 
     def preprocess(self, images: Sequence[Image], prompts: Sequence[str] | None) -> MtcnnBatch:
         """Validate and group same-sized images (prompts are ignored: closed vocabulary)."""
-        batch = MtcnnBatch()
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, image in enumerate(images):
-            frame = np.asarray(image)
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
-            size = (int(frame.shape[0]), int(frame.shape[1]))
-            batch.sizes.append(size)
-            by_size.setdefault(size, []).append(i)
-        for (height, width), indices in by_size.items():
+        frames = rgb_images(images)
+        batch = MtcnnBatch(sizes=image_sizes(frames))
+        for (height, width), indices in group_by_size(batch.sizes).items():
             # MTCNN's image pyramid is empty for images smaller than the smallest face it looks
             # for, and facenet-pytorch then fails on an empty concatenation: skip those.
             if min(height, width) < self.min_face_size:
                 continue
             batch.groups.append(indices)
-            batch.stacks.append(np.stack([np.asarray(images[i], dtype=np.uint8) for i in indices]))
+            batch.stacks.append(np.stack([np.asarray(frames[i], dtype=np.uint8) for i in indices]))
         return batch
 
     def forward(self, batch: MtcnnBatch) -> dict[int, RawFaces]:

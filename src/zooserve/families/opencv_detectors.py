@@ -32,15 +32,30 @@ def opencv_source(model_id: str) -> str | None:
     return str(path) if path.is_file() else None
 
 
-class HogPeopleDetector(Detector):
-    """Pedestrians (upright, roughly 64x128 px or larger) with OpenCV's default HOG SVM."""
+def squashed_detections(rects: Any, weights: Any, threshold: float, label: str) -> sv.Detections:
+    """OpenCV's (x, y, w, h) px rects and their unbounded weights as detections scoring at least
+    `threshold`: the weights are squashed to (0, 1) so one threshold fits every family."""
+    rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
+    scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, dtype=np.float32).reshape(-1)))
+    boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]])
+    keep = scores >= threshold
+    return make_detections(boxes[keep], scores[keep], [label] * int(keep.sum()), [label])
 
-    family = "opencv_hog"
+
+class OpenCvDetector(Detector):
+    """A closed-vocabulary detector whose weights ship with OpenCV (`opencv:` model ids)."""
+
     open_vocabulary = False
 
     @classmethod
     def builtin_source(cls, model_id: str) -> str | None:
         return opencv_source(model_id)
+
+
+class HogPeopleDetector(OpenCvDetector):
+    """Pedestrians (upright, roughly 64x128 px or larger) with OpenCV's default HOG SVM."""
+
+    family = "opencv_hog"
 
     def load(self) -> None:
         self.hog = cv2.HOGDescriptor()
@@ -63,28 +78,16 @@ class HogPeopleDetector(Detector):
 
     def postprocess(self, raw: Any, batch: Any, threshold: float) -> list[sv.Detections]:
         results = []
-        for rects, weights in raw:
-            rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
-            # SVM margins are unbounded; squash to (0, 1) so one threshold fits every family.
-            scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, dtype=np.float32).reshape(-1)))
-            boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]])
-            keep = scores >= threshold
-            detections = make_detections(
-                boxes[keep], scores[keep], [self.label] * int(keep.sum()), [self.label]
-            )
+        for rects, margins in raw:  # SVM margins
+            detections = squashed_detections(rects, margins, threshold, self.label)
             results.append(detections.with_nms(threshold=0.5) if len(detections) else detections)
         return results
 
 
-class CascadeDetector(Detector):
+class CascadeDetector(OpenCvDetector):
     """A Haar cascade; the score is the cascade's level weight squashed to (0, 1)."""
 
     family = "opencv_cascade"
-    open_vocabulary = False
-
-    @classmethod
-    def builtin_source(cls, model_id: str) -> str | None:
-        return opencv_source(model_id)
 
     def load(self) -> None:
         self.cascade = cv2.CascadeClassifier(self.source)
@@ -115,15 +118,7 @@ class CascadeDetector(Detector):
         ]
 
     def postprocess(self, raw: Any, batch: Any, threshold: float) -> list[sv.Detections]:
-        results = []
-        for rects, _levels, weights in raw:
-            rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
-            scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, dtype=np.float32).reshape(-1)))
-            boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]])
-            keep = scores >= threshold
-            results.append(
-                make_detections(
-                    boxes[keep], scores[keep], [self.label] * int(keep.sum()), [self.label]
-                )
-            )
-        return results
+        return [
+            squashed_detections(rects, weights, threshold, self.label)
+            for rects, _levels, weights in raw
+        ]

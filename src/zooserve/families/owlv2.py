@@ -19,6 +19,8 @@ import torch
 from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput
 from zooserve.families.base import Detector, Image, make_detections
+from zooserve.families.images import image_sizes, rgb_images
+from zooserve.runtimes.transformers_runtime import load_pretrained, to_device
 
 
 @dataclass
@@ -46,11 +48,11 @@ class Owlv2Detector(Detector):
         """Load processor and weights from `self.source` only; any failure propagates."""
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
-        processor = Owlv2Processor.from_pretrained(self.source, local_files_only=True)
-        # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
-        model: torch.nn.Module = Owlv2ForObjectDetection.from_pretrained(
-            self.source, dtype=self.dtype, local_files_only=True
+        processor, loaded = load_pretrained(
+            Owlv2Processor, Owlv2ForObjectDetection, self.source, self.dtype
         )
+        # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
+        model: torch.nn.Module = loaded
         self.model = model.to(self.device).eval()
         self.processor = processor
 
@@ -68,12 +70,7 @@ class Owlv2Detector(Detector):
         if not all(isinstance(p, str) for p in prompts):
             raise InvalidInput("prompts must be strings", {"prompts": [str(p) for p in prompts]})
         prompts = list(prompts)
-        frames = [np.asarray(image) for image in images]
-        for i, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
+        frames = rgb_images(images)
         if not frames:
             return Owlv2Batch(inputs={}, sizes=[], prompts=prompts)
         # truncation: the text model has a fixed number of positions (16 for released weights);
@@ -81,21 +78,14 @@ class Owlv2Detector(Detector):
         inputs = self.processor(
             text=[prompts] * len(frames), images=frames, return_tensors="pt", truncation=True
         )
-        sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
-        return Owlv2Batch(inputs=dict(inputs), sizes=sizes, prompts=prompts)
+        return Owlv2Batch(inputs=dict(inputs), sizes=image_sizes(frames), prompts=prompts)
 
     def forward(self, batch: Owlv2Batch) -> dict[str, torch.Tensor] | None:
         """Run the model; keep only logits and boxes so the embeddings are freed at once."""
         if not batch.inputs:
             return None
         assert self.model is not None, "load() first"
-        inputs = {
-            name: tensor.to(self.device, dtype=self.dtype)
-            if name == "pixel_values"
-            else tensor.to(self.device)
-            for name, tensor in batch.inputs.items()
-        }
-        outputs = self.model(**inputs)
+        outputs = self.model(**to_device(batch.inputs, self.device, self.dtype))
         return {"logits": outputs.logits, "pred_boxes": outputs.pred_boxes}
 
     def postprocess(

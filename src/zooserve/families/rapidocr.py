@@ -18,7 +18,6 @@ models; it is not a dependency (it pulls paddlepaddle, ~1 GB) and this family do
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,11 @@ import cv2
 import numpy as np
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput, ModelUnavailable
+from zooserve.errors import ModelUnavailable
 from zooserve.families.base import Image
+from zooserve.families.images import rgb_images
 from zooserve.families.kinds import OcrLine, OcrReader
+from zooserve.families.shipped import package_directory, present_file_bytes, with_files
 
 SHIPPED_ID = "rapidocr:ppocr"
 #: stage -> file name of the model rapidocr 3.x ships for it
@@ -42,11 +43,7 @@ SHIPPED_MODELS = {
 
 def shipped_models_dir() -> Path | None:
     """`rapidocr/models/` of the installed wheel if it holds the three models (no import)."""
-    spec = importlib.util.find_spec("rapidocr")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    directory = Path(next(iter(spec.submodule_search_locations))) / "models"
-    return directory if all((directory / f).is_file() for f in SHIPPED_MODELS.values()) else None
+    return with_files(package_directory("rapidocr", "models"), SHIPPED_MODELS.values())
 
 
 def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
@@ -96,9 +93,7 @@ class RapidOcrReader(OcrReader):
     @classmethod
     def estimate_bytes(cls, source: str, device: str) -> int | None:
         """The default models' file bytes (ONNX Runtime keeps fp32 weights on either device)."""
-        paths = [Path(source) / name for name in SHIPPED_MODELS.values()]
-        present = [p for p in paths if p.is_file()]
-        return sum(p.stat().st_size for p in present) if present else None
+        return present_file_bytes(source, SHIPPED_MODELS.values())
 
     def load(self) -> None:
         """Open the three ONNX sessions now (rapidocr would otherwise open them lazily)."""
@@ -143,13 +138,7 @@ class RapidOcrReader(OcrReader):
 
     def read(self, images: Sequence[Image]) -> list[list[OcrLine]]:
         """Text lines per RGB image, in reading order; box is the line's xyxy in the image."""
-        frames = [np.asarray(image) for image in images]
-        for i, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
-        return [self._read_one(frame) for frame in frames]
+        return [self._read_one(frame) for frame in rgb_images(images)]
 
     def _read_one(self, rgb: np.ndarray) -> list[OcrLine]:
         assert self.engine is not None, "load() first"

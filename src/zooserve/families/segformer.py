@@ -17,7 +17,9 @@ import torch
 from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput
 from zooserve.families.base import Image
+from zooserve.families.images import image_sizes, rgb_images
 from zooserve.families.kinds import Segmenter
+from zooserve.runtimes.transformers_runtime import load_pretrained, process_images
 
 
 @dataclass
@@ -43,9 +45,8 @@ class SegformerSegmenter(Segmenter):
         """Load image processor and weights from `self.source` only; any failure propagates."""
         from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
 
-        processor = AutoImageProcessor.from_pretrained(self.source, local_files_only=True)
-        model: torch.nn.Module = SegformerForSemanticSegmentation.from_pretrained(
-            self.source, dtype=self.dtype, local_files_only=True
+        processor, model = load_pretrained(
+            AutoImageProcessor, SegformerForSemanticSegmentation, self.source, self.dtype
         )
         config: Any = model.config
         id2label: Mapping[int, str] = config.id2label
@@ -69,19 +70,11 @@ class SegformerSegmenter(Segmenter):
 
     def preprocess(self, images: Sequence[Image]) -> SegformerBatch:
         """Validate and resize/normalise on the CPU."""
-        frames = [np.asarray(image) for image in images]
-        for i, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
-        sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
+        frames = rgb_images(images)
+        sizes = image_sizes(frames)
         if not frames:
             return SegformerBatch(pixel_values=None, sizes=sizes)
-        # channels_last: a 1- or 3-pixel-high image would otherwise be read as channels-first.
-        inputs = self.processor(
-            images=frames, return_tensors="pt", input_data_format="channels_last"
-        )
+        inputs = process_images(self.processor, frames)
         return SegformerBatch(pixel_values=inputs["pixel_values"], sizes=sizes)
 
     def forward(self, batch: SegformerBatch) -> torch.Tensor | None:

@@ -24,6 +24,7 @@ from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput, ModelLoadFailed
 from zooserve.families.base import Image
 from zooserve.families.kinds import PoseEstimator
+from zooserve.runtimes.transformers_runtime import load_pretrained, process_images
 
 #: COCO body keypoints; whole-body checkpoints list these first.
 NUM_KEYPOINTS = 17
@@ -64,9 +65,8 @@ class VitPoseEstimator(PoseEstimator):
         """Load image processor and weights from `self.source` only; any failure propagates."""
         from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
-        processor = VitPoseImageProcessor.from_pretrained(self.source, local_files_only=True)
-        model: torch.nn.Module = VitPoseForPoseEstimation.from_pretrained(
-            self.source, dtype=self.dtype, local_files_only=True
+        processor, model = load_pretrained(
+            VitPoseImageProcessor, VitPoseForPoseEstimation, self.source, self.dtype
         )
         config: Any = model.config
         if config.num_labels < NUM_KEYPOINTS:
@@ -126,13 +126,7 @@ class VitPoseEstimator(PoseEstimator):
         chunks = []
         for start in range(0, len(xywh), max(1, self.batch_size)):
             part = xywh[start : start + max(1, self.batch_size)]
-            # channels_last: a 1- or 3-pixel-high image would otherwise be read as channels-first.
-            inputs = self.processor(
-                images=[frame],
-                boxes=[part.tolist()],
-                return_tensors="pt",
-                input_data_format="channels_last",
-            )
+            inputs = process_images(self.processor, [frame], boxes=[part.tolist()])
             chunks.append(PoseChunk(pixel_values=inputs["pixel_values"], boxes_xywh=part))
         return PoseBatch(boxes_xyxy=xyxy, usable=usable, chunks=chunks)
 

@@ -19,7 +19,9 @@ import torch
 from zooserve.catalog import ModelSpec
 from zooserve.errors import ConfigError, InvalidInput
 from zooserve.families.base import Image
+from zooserve.families.images import rgb_images
 from zooserve.families.kinds import ActionRecognizer
+from zooserve.runtimes.transformers_runtime import load_pretrained, to_device
 
 DEFAULT_TEMPLATE = "a person {}"
 DEFAULT_NUM_FRAMES = 8
@@ -69,8 +71,7 @@ class XClipActionRecognizer(ActionRecognizer):
                 f"models.{self.spec.name}.options.template must contain '{{}}' where the action "
                 f"goes, got {self.template!r}"
             )
-        processor = AutoProcessor.from_pretrained(self.source, local_files_only=True)
-        loaded = XCLIPModel.from_pretrained(self.source, dtype=self.dtype, local_files_only=True)
+        processor, loaded = load_pretrained(AutoProcessor, XCLIPModel, self.source, self.dtype)
         num_frames = getattr(loaded.config.vision_config, "num_frames", None)
         # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
         model: torch.nn.Module = loaded
@@ -101,14 +102,9 @@ class XClipActionRecognizer(ActionRecognizer):
                 "actions must be non-empty strings", {"actions": [str(a) for a in actions]}
             )
         unique_actions = list(dict.fromkeys(actions))  # a repeated action would split its mass
-        clip = [np.asarray(frame) for frame in frames]
+        clip = rgb_images(frames, noun="frame")
         if not clip:
             raise InvalidInput("give at least one frame")
-        for i, frame in enumerate(clip):
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"frame {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
         indices = sample_evenly(self.num_frames, len(clip))
         prompts = [self.template.format(action) for action in unique_actions]
         # One video (a list of frames) in a batch of one; truncation: the text model has a fixed
@@ -125,13 +121,7 @@ class XClipActionRecognizer(ActionRecognizer):
     def forward(self, batch: XClipBatch) -> torch.Tensor:
         """Run the model; keep only the video-to-text logits, shape (1, n_actions)."""
         assert self.model is not None, "load() first"
-        inputs = {
-            name: tensor.to(self.device, dtype=self.dtype)
-            if name == "pixel_values"
-            else tensor.to(self.device)
-            for name, tensor in batch.inputs.items()
-        }
-        return self.model(**inputs).logits_per_video
+        return self.model(**to_device(batch.inputs, self.device, self.dtype)).logits_per_video
 
     def postprocess(self, logits: torch.Tensor, batch: XClipBatch) -> dict[str, float]:
         """Softmax over the actions in fp32, sorted by probability, high to low."""

@@ -11,7 +11,6 @@ Options (`models.<name>.options`): `classes` (names or ids to keep), `imgsz`, `i
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,15 +23,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import (
-    ConfigError,
-    InvalidInput,
-    MissingDependency,
-    ModelLoadFailed,
-    ModelUnavailable,
-)
+from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
 from zooserve.families.base import Detector, Image, make_detections
+from zooserve.families.images import rgb_images
 from zooserve.families.kinds import PoseEstimator
+from zooserve.runtimes.ultralytics_runtime import bgr_frames, load_checkpoint, predict
 
 INSTALL_HINT = "yolo needs the optional extra: pip install 'zooserve[ultralytics]' (AGPL-3.0)"
 TASKS = ("detect", "segment", "pose")
@@ -72,21 +67,8 @@ class YoloDetector(Detector, PoseEstimator):
 
     def load(self) -> None:
         """Load the checkpoint; any failure propagates."""
-        # Never let ultralytics pip-install into the server's environment at run time
-        # (it would pull opencv-python over opencv-python-headless).
-        os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-        try:
-            from ultralytics import YOLO
-        except ImportError as exc:
-            raise MissingDependency(INSTALL_HINT, {"package": "ultralytics"}) from exc
-
-        # ultralytics would fetch a missing checkpoint name from GitHub; only local files here.
-        if not Path(self.source).is_file():
-            raise ModelUnavailable(
-                f"YOLO checkpoint not found: {self.source}", {"source": self.source}
-            )
+        model = load_checkpoint("YOLO", self.source, INSTALL_HINT, what="YOLO")
         self.lock = threading.Lock()  # `unload()` clears every attribute, this one too
-        model: Any = YOLO(self.source)  # ultralytics types `.model` loosely
         if model.task not in TASKS:
             raise ModelLoadFailed(
                 f"{self.spec.name}: ultralytics task {model.task!r} is not served here",
@@ -129,15 +111,7 @@ class YoloDetector(Detector, PoseEstimator):
 
     def preprocess(self, images: Sequence[Image], prompts: Sequence[str] | None) -> YoloBatch:
         """Validate, then flip RGB to BGR: ultralytics treats numpy input as OpenCV frames."""
-        frames = []
-        for i, image in enumerate(images):
-            frame = np.asarray(image)
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
-            frames.append(np.ascontiguousarray(frame[..., ::-1]))
-        return YoloBatch(frames=frames)
+        return YoloBatch(frames=bgr_frames(rgb_images(images)))
 
     def forward(self, batch: YoloBatch) -> list[Any]:
         """ultralytics' predict: letterbox, network, NMS, masks at input size (retina masks)."""
@@ -145,21 +119,16 @@ class YoloDetector(Detector, PoseEstimator):
             return []
         assert self.model is not None, "load() first"
         options = {k: self.spec.options[k] for k in PREDICT_OPTIONS if k in self.spec.options}
-        # half only when wanted: recent ultralytics warns on any `half` argument.
-        precision = {"half": True} if self.device.startswith("cuda") else {}
         with self.lock:
-            results = self.model.predict(
+            return predict(
+                self.model,
                 batch.frames,
+                self.device,
                 conf=batch.threshold,
                 classes=self.class_filter,
                 retina_masks=True,
-                device=self.device,
-                batch=len(batch.frames),
-                verbose=False,
                 **options,
-                **precision,
             )
-        return list(results)
 
     def postprocess(
         self, raw: list[Any], batch: YoloBatch, threshold: float

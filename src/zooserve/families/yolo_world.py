@@ -12,11 +12,9 @@ projected text embeddings are what `set_classes` would compute.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +22,10 @@ import supervision as sv
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput, MissingDependency, ModelLoadFailed, ModelUnavailable
+from zooserve.errors import InvalidInput, MissingDependency, ModelLoadFailed
 from zooserve.families.base import Detector, Image, make_detections
+from zooserve.families.images import rgb_images
+from zooserve.runtimes.ultralytics_runtime import bgr_frames, load_checkpoint, predict
 
 INSTALL_HINT = "yolo_world needs the optional extra: pip install 'zooserve[ultralytics]' (AGPL-3.0)"
 CLIP_HINT = (
@@ -61,21 +61,8 @@ class YoloWorldDetector(Detector):
 
     def load(self) -> None:
         """Load the checkpoint (and the optional local text encoder); any failure propagates."""
-        # Never let ultralytics pip-install into the server's environment at run time
-        # (it would pull opencv-python over opencv-python-headless).
-        os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-        try:
-            from ultralytics import YOLOWorld
-        except ImportError as exc:
-            raise MissingDependency(INSTALL_HINT, {"package": "ultralytics"}) from exc
-
-        # ultralytics would fetch a missing checkpoint name from GitHub; only local files here.
-        if not Path(self.source).is_file():
-            raise ModelUnavailable(
-                f"YOLO-World checkpoint not found: {self.source}", {"source": self.source}
-            )
+        model = load_checkpoint("YOLOWorld", self.source, INSTALL_HINT, what="YOLO-World")
         self.lock = threading.Lock()  # `unload()` clears every attribute, this one too
-        model: Any = YOLOWorld(self.source)  # ultralytics types `.model` loosely
         model.model.to(self.device).eval()
         encoder_path = self.spec.options.get("text_encoder")
         if encoder_path:
@@ -115,15 +102,7 @@ class YoloWorldDetector(Detector):
             raise InvalidInput("YOLO-World is open-vocabulary: give at least one text prompt")
         if not all(isinstance(p, str) for p in prompts):
             raise InvalidInput("prompts must be strings", {"prompts": [str(p) for p in prompts]})
-        frames = []
-        for i, image in enumerate(images):
-            frame = np.asarray(image)
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise InvalidInput(
-                    f"image {i} must be RGB (H, W, 3), got shape {frame.shape}", {"index": i}
-                )
-            frames.append(np.ascontiguousarray(frame[..., ::-1]))
-        return YoloWorldBatch(frames=frames, prompts=list(prompts))
+        return YoloWorldBatch(frames=bgr_frames(rgb_images(images)), prompts=list(prompts))
 
     def forward(self, batch: YoloWorldBatch) -> list[Any]:
         """Set the vocabulary (cached) and predict with NMS; thresholding comes later."""
@@ -133,17 +112,7 @@ class YoloWorldDetector(Detector):
         with self.lock:
             self._set_vocabulary(batch.prompts)
             # conf=0: keep every box NMS keeps, so `postprocess` alone applies the threshold.
-            # half only when wanted: recent ultralytics warns on any `half` argument.
-            precision = {"half": True} if self.device.startswith("cuda") else {}
-            results = self.model.predict(
-                batch.frames,
-                conf=0.0,
-                device=self.device,
-                batch=len(batch.frames),
-                verbose=False,
-                **precision,
-            )
-            return list(results)
+            return predict(self.model, batch.frames, self.device, conf=0.0)
 
     def postprocess(
         self, raw: list[Any], batch: YoloWorldBatch, threshold: float
