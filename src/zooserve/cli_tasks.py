@@ -106,33 +106,6 @@ async def _detect_local(config: Config, path: Path, body: dict[str, Any]) -> dic
     return to_response(result).model_dump()
 
 
-def _detect_remote(
-    url: str, path: Path, body: dict[str, Any], api_key: str | None
-) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with console.status(f"uploading {path.name} to {url} and detecting"), path.open("rb") as f:
-        response = httpx.post(
-            f"{url.rstrip('/')}/api/detect",
-            files={"file": (path.name, f)},
-            data={"request": json.dumps(body)},
-            headers=headers,
-            timeout=None,
-        )
-    if response.status_code != 200:
-        error = (
-            response.json().get("error", {})
-            if response.headers.get("content-type", "").startswith("application/json")
-            else {}
-        )
-        console.print(
-            f"[red]{response.status_code} {error.get('code', '')}[/red]: "
-            f"{error.get('message', response.text)}"
-        )
-        raise typer.Exit(1)
-    result: dict[str, Any] = response.json()
-    return result
-
-
 def run_detect(
     config: Config,
     path: Path,
@@ -156,7 +129,7 @@ def run_detect(
     if prompts:
         body["prompts"] = [p.strip() for p in prompts.split(",") if p.strip()]
     if url:
-        result = _detect_remote(url, path, body, api_key)
+        result = post_upload(url, "detect", path, body, api_key)
     else:
         result = asyncio.run(_detect_local(config, path, {**body, "video_path": path.name}))
     if as_json:
