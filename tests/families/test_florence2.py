@@ -19,6 +19,7 @@ from transformers import AutoProcessor, Florence2ForConditionalGeneration
 from tests.families.adapters import load_adapter
 from tests.families.detections import check_detections
 from tests.tiny.florence2 import TARGET_PHRASES
+from zooserve.errors import InvalidInput
 from zooserve.families.florence2 import Florence2Detector
 
 PROMPTS = ["person", "cat"]
@@ -168,3 +169,29 @@ def test_blank_prompts_mean_closed_vocabulary(
 
 def test_empty_batch(detector: Florence2Detector) -> None:
     assert detector.detect([], PROMPTS, threshold=0.0) == []
+
+
+@pytest.mark.parametrize("task", ["<CAPTION>", "<OCR>"])
+def test_text_tasks_match_the_transformers_reference(
+    detector: Florence2Detector, tiny_path: Path, images: list[np.ndarray], task: str
+) -> None:
+    processor = AutoProcessor.from_pretrained(tiny_path, local_files_only=True)
+    model = Florence2ForConditionalGeneration.from_pretrained(tiny_path, local_files_only=True)
+    pictures = [Image.fromarray(image) for image in images]
+    inputs = processor(text=[task] * len(images), images=pictures, return_tensors="pt")
+    with torch.inference_mode():
+        generated = model.generate(**inputs, max_new_tokens=256, num_beams=1, do_sample=False)
+    expected = [
+        processor.post_process_generation(text, task=task, image_size=p.size)[task]
+        for text, p in zip(
+            processor.batch_decode(generated, skip_special_tokens=False), pictures, strict=True
+        )
+    ]
+    answers = detector.describe(images, task)
+    assert answers == expected
+    assert all(isinstance(a, str) and a for a in answers)  # the tiny model always says something
+
+
+def test_unknown_text_task_is_invalid(detector: Florence2Detector) -> None:
+    with pytest.raises(InvalidInput, match="unknown Florence-2 text task"):
+        detector.describe([np.zeros((8, 8, 3), np.uint8)], "<DANCE>")

@@ -11,6 +11,8 @@ Task choice:
   it grounds each phrase of a caption, assumes every phrase is in the image, and its labels are
   whatever substrings the model echoes, so boxes cannot be tied back to prompts reliably.
 - without prompts: `<OD>` (closed vocabulary); labels are the model's own text.
+- `describe(images, task)`: the text tasks (`<CAPTION>`, `<DETAILED_CAPTION>`,
+  `<MORE_DETAILED_CAPTION>`, `<OCR>`) for vision-language queries.
 
 Scores: Florence-2 has no detection score. Each box is scored with the mean probability of its
 four location tokens under greedy decoding (the same value as `compute_transition_scores(...,
@@ -38,6 +40,8 @@ from zooserve.runtimes.transformers_runtime import load_pretrained
 
 OPEN_VOCABULARY_TASK = "<OPEN_VOCABULARY_DETECTION>"
 CLOSED_VOCABULARY_TASK = "<OD>"
+#: Florence-2's text tasks: what `describe` answers (captions of three lengths, and OCR).
+TEXT_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OCR>")
 DEFAULT_MAX_NEW_TOKENS = 256
 _BOX_TOKENS = 4
 
@@ -197,6 +201,31 @@ class Florence2Detector(Detector):
                 Florence2Generation(sequences=sequences.cpu(), probabilities=probabilities.cpu())
             )
         return generations
+
+    def describe(self, images: Sequence[Image], task: str = "<CAPTION>") -> list[str]:
+        """Florence-2 as a vision-language model: a caption (or the text read, for `<OCR>`)
+        per image, parsed by the processor's own `post_process_generation`."""
+        if task not in TEXT_TASKS:
+            raise InvalidInput(f"unknown Florence-2 text task {task!r}; known: {list(TEXT_TASKS)}")
+        frames = rgb_images(images)
+        if not frames:
+            return []
+        pictures = [PILImage.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
+        inputs = dict(
+            self.processor(text=[task] * len(frames), images=pictures, return_tensors="pt")
+        )
+        batch = Florence2Batch(
+            tasks=[Florence2Task(task=task, prompt=None, inputs=inputs)],
+            sizes=[(int(f.shape[1]), int(f.shape[0])) for f in frames],
+            prompts=None,
+        )
+        with torch.inference_mode():
+            (generation,) = self.forward(batch)
+        answers = self.processor.batch_decode(generation.sequences, skip_special_tokens=False)
+        return [
+            str(self.processor.post_process_generation(text, task=task, image_size=size)[task])
+            for text, size in zip(answers, batch.sizes, strict=True)
+        ]
 
     def postprocess(
         self, raw: list[Florence2Generation], batch: Florence2Batch, threshold: float
