@@ -67,7 +67,7 @@ def test_demo_runs_end_to_end_and_writes_annotated_frames(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "opencv-hog-people" in done.stdout and "opencv-face" in done.stdout
     written = sorted(p.name for p in out.glob("*.png"))
-    assert "astronaut-frame0000.png" in written and len(written) == 5
+    assert "astronaut-frame0000.png" in written and len(written) == 4
 
 
 def test_detect_runs_locally_with_json_and_annotated_output(tmp_path: Path) -> None:
