@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import numpy as np
 import supervision as sv
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from zooserve.annotate import annotate, save_png
+from zooserve.annotate import annotate, detections_from_api, save_mp4, save_png
 from zooserve.catalog import Config
 from zooserve.media import MediaSource
 
@@ -35,38 +34,15 @@ def parse_frames(frames: str | None, sample: str | None, media: MediaSource) -> 
     return media.sample(strategy, int(count or 8))
 
 
-def detections_of(frame: dict[str, Any]) -> sv.Detections:
-    """The API's per-frame JSON back into the in-memory carrier (for drawing)."""
-    items = frame["detections"]
-    boxes = [[d["bbox"][k] for k in ("x1", "y1", "x2", "y2")] for d in items]
-    return sv.Detections(
-        xyxy=np.asarray(boxes, np.float32).reshape(-1, 4),
-        confidence=np.asarray([d["confidence"] for d in items], np.float32),
-        class_id=np.zeros(len(items), int),
-        data={"class_name": np.asarray([d["label"] for d in items], str)},
-    )
-
-
 def write_annotated(path: Path, out: Path, result: dict[str, Any]) -> list[Path]:
     """PNG per frame (`OUT.png`, `OUT-<frame>.png` when several) or one video (`OUT.mp4`)."""
     frames = result["frames"]
     with MediaSource.open(path) as media:
         images = media.read([f["frame_number"] for f in frames])
         fps = media.fps or 1.0
-    drawn = [annotate(i.image, detections_of(f)) for i, f in zip(images, frames, strict=True)]
+    drawn = [annotate(i.image, detections_from_api(f)) for i, f in zip(images, frames, strict=True)]
     if out.suffix.lower() in (".mp4", ".mkv", ".mov"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with av.open(str(out), "w") as container:
-            stream = container.add_stream("libx264", rate=max(1, round(fps)))
-            stream.height, stream.width = (d - d % 2 for d in drawn[0].shape[:2])
-            stream.pix_fmt = "yuv420p"
-            for image in drawn:
-                frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24"
-                )
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode())
-        return [out]
+        return [save_mp4(drawn, out, fps)]
     if len(drawn) == 1:
         return [save_png(drawn[0], out)]
     return [
@@ -80,9 +56,7 @@ async def _detect_local(config: Config, path: Path, body: dict[str, Any]) -> dic
     from zooserve.manager import ModelManager
     from zooserve.pipelines.detect import detect
 
-    # Local runs read any file the user names: its folder is this run's media root.
-    local = config.model_copy(update={"media_root": path.parent.resolve()})
-    manager = ModelManager(local)
+    manager = ModelManager(_local_config(config, path))
     with Progress(
         TextColumn("detect"),
         BarColumn(),
@@ -272,37 +246,26 @@ def write_tracks(path: Path, out: Path, result: dict[str, Any]) -> Path:
         fps = media.fps or 1.0
     boxes_drawer, labels_drawer = sv.BoxAnnotator(), sv.LabelAnnotator(text_scale=0.5)
     masks_drawer = sv.MaskAnnotator()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(out), "w") as container:
-        stream = container.add_stream("libx264", rate=max(1, round(fps)))
-        height, width = images[0].image.shape[:2]
-        stream.height, stream.width, stream.pix_fmt = (
-            height - height % 2,
-            width - width % 2,
-            "yuv420p",
+    drawn = []
+    for image, frame in zip(images, frames, strict=True):
+        objects = frame["objects"]
+        masks = [decode_mask(o["mask"]) for o in objects if o.get("mask")]
+        detections = sv.Detections(
+            xyxy=np.asarray(
+                [[o["bbox"][k] for k in ("x1", "y1", "x2", "y2")] for o in objects], np.float32
+            ).reshape(-1, 4),
+            mask=np.stack(masks) if masks and len(masks) == len(objects) else None,
+            tracker_id=np.asarray([o["object_id"] for o in objects], int),
+            class_id=np.asarray([o["object_id"] for o in objects], int),
         )
-        for image, frame in zip(images, frames, strict=True):
-            objects = frame["objects"]
-            masks = [decode_mask(o["mask"]) for o in objects if o.get("mask")]
-            detections = sv.Detections(
-                xyxy=np.asarray(
-                    [[o["bbox"][k] for k in ("x1", "y1", "x2", "y2")] for o in objects], np.float32
-                ).reshape(-1, 4),
-                mask=np.stack(masks) if masks and len(masks) == len(objects) else None,
-                tracker_id=np.asarray([o["object_id"] for o in objects], int),
-                class_id=np.asarray([o["object_id"] for o in objects], int),
-            )
-            scene = image.image.copy()
-            if detections.mask is not None:
-                scene = masks_drawer.annotate(scene, detections)
-            scene = boxes_drawer.annotate(scene, detections)
-            scene = labels_drawer.annotate(
-                scene, detections, [f"#{o['object_id']}" for o in objects]
-            )
-            picture = np.ascontiguousarray(scene[: stream.height, : stream.width])
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
-        container.mux(stream.encode())
-    return out
+        scene = image.image.copy()
+        if detections.mask is not None:
+            scene = masks_drawer.annotate(scene, detections)
+        scene = boxes_drawer.annotate(scene, detections)
+        drawn.append(
+            labels_drawer.annotate(scene, detections, [f"#{o['object_id']}" for o in objects])
+        )
+    return save_mp4(drawn, out, fps)
 
 
 def print_result(task: str, result: dict[str, Any], as_json: bool) -> None:

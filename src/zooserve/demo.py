@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import supervision as sv
 from rich.console import Console
 from rich.table import Table
 
-from zooserve.annotate import annotate, save_png
+from zooserve.annotate import annotate, detections_from_api, save_png
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import Config
 from zooserve.media import MediaSource
@@ -24,17 +22,6 @@ JOBS: list[tuple[str, list[int], str | None]] = [
     ("bikes.mp4", [0, 78, 106], None),  # a taxi roof (nobody), then the cyclist passing
     ("astronaut.png", [0], "opencv-face"),
 ]
-
-
-def _detections(frame: dict[str, Any]) -> sv.Detections:
-    dets = frame["detections"]
-    boxes = np.array([[d["bbox"][k] for k in ("x1", "y1", "x2", "y2")] for d in dets], np.float32)
-    return sv.Detections(
-        xyxy=boxes.reshape(-1, 4),
-        confidence=np.array([d["confidence"] for d in dets], np.float32),
-        class_id=np.zeros(len(dets), int),
-        data={"class_name": np.array([d["label"] for d in dets], str)},
-    )
 
 
 def run_demo(config: Config, port: int, out: Path, keep_serving: bool, console: Console) -> None:
@@ -75,7 +62,7 @@ def run_demo(config: Config, port: int, out: Path, keep_serving: bool, console: 
                     f"{len(frame['detections'])} ({labels})",
                 )
                 path = out / f"{Path(name).stem}-frame{frame['frame_number']:04d}.png"
-                written.append(save_png(annotate(image.image, _detections(frame)), path))
+                written.append(save_png(annotate(image.image, detections_from_api(frame)), path))
         console.print(table)
         console.print("annotated frames: " + ", ".join(str(p) for p in written))
         info = client.get(f"{server.url}/models/info").json()

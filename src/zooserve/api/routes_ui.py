@@ -15,12 +15,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from zooserve.annotate import annotate
+from zooserve.api.routes_detect import detect_request
 from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import DetectRequest
 from zooserve.api.uploads import UPLOAD_DIR
 from zooserve.events import Event
 from zooserve.media import MediaSource, resolve_media_path
-from zooserve.pipelines.detect import detect
 
 router = APIRouter()
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".png", ".jpg", ".jpeg", ".bmp"}
@@ -84,14 +84,7 @@ async def event_stream(request: Request) -> StreamingResponse:
 async def annotate_frames(body: DetectRequest, request: Request) -> dict[str, Any]:
     """Detect, then return each frame with its boxes drawn (JPEG data URLs) beside the result."""
     manager = manager_of(request)
-    result = await detect(
-        manager,
-        body.video_path,
-        body.frame_numbers,
-        model=body.model,
-        confidence_threshold=body.confidence_threshold,
-        prompts=body.prompts,
-    )
+    result = await detect_request(manager, body)
     path = resolve_media_path(manager.config.media_dir, body.video_path)
 
     def draw() -> list[dict[str, Any]]:

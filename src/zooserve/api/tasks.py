@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from zooserve.api.routes_detect import to_response
+from zooserve.api.routes_detect import detect_request, to_response
 from zooserve.api.routes_enrich import EnrichRequest, enrich_response
 from zooserve.api.routes_generate import (
     AugmentRequest,
@@ -22,7 +22,6 @@ from zooserve.api.schemas import DetectRequest
 from zooserve.engines.pool import EnginePool
 from zooserve.jobs import Progress
 from zooserve.manager import ModelManager
-from zooserve.pipelines.detect import detect
 from zooserve.pipelines.track import TrackReport
 from zooserve.pipelines.track_sessions import TrackingSessions
 
@@ -38,16 +37,7 @@ TaskEntry = tuple[type[BaseModel], Callable[[Services, Any, Progress], Awaitable
 
 
 async def _detect(services: Services, body: DetectRequest, progress: Progress) -> dict[str, Any]:
-    result = await detect(
-        services.manager,
-        body.video_path,
-        body.frame_numbers,
-        model=body.model,
-        confidence_threshold=body.confidence_threshold,
-        prompts=body.prompts,
-        progress=progress,
-    )
-    return to_response(result).model_dump()
+    return to_response(await detect_request(services.manager, body, progress)).model_dump()
 
 
 async def _track(services: Services, body: TrackRequest, progress: Progress) -> dict[str, Any]:
