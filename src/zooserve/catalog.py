@@ -123,6 +123,20 @@ class Config(_Strict):
     #: Jobs waiting beyond this many get a 429.
     max_queued_jobs: int = Field(default=32, ge=1)
     job_workers: int = Field(default=1, ge=1)
+    #: Finished jobs kept (newest first); older ones are pruned from memory and the database.
+    jobs_keep: int = Field(default=200, ge=1)
+    #: Finished jobs older than this many seconds are pruned.
+    jobs_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    #: Largest frame a request may decode (width x height, pixels); checked before decoding.
+    max_frame_pixels: int = Field(default=4096 * 4096, ge=1)
+    #: Decoded frames one request may hold at once (MB of RGB pixels), checked before decoding.
+    max_decoded_mb: float = Field(default=1024, gt=0)
+    #: Frames a non-streamed track request (or a track job) may cover; streams are unbounded.
+    max_track_frames: int = Field(default=1800, ge=1)
+    #: Seconds one inference call may run before its lane is replaced and the caller gets a 503.
+    inference_timeout_s: float = Field(default=120.0, gt=0)
+    #: Deepest nesting of a JSON request body.
+    max_json_depth: int = Field(default=32, ge=2)
     tasks: dict[TaskName, TaskSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec]
     zoo: ZooSection = Field(default_factory=ZooSection)
@@ -195,6 +209,13 @@ def _env_overrides() -> dict[str, Any]:
         "max_frames_per_request",
         "max_request_mb",
         "log_json",
+        "jobs_keep",
+        "jobs_max_age_s",
+        "max_frame_pixels",
+        "max_decoded_mb",
+        "max_track_frames",
+        "inference_timeout_s",
+        "max_json_depth",
     }
     for key in scalar_keys:
         raw = os.environ.get(f"ZOOSERVE_{key.upper()}")

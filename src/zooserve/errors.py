@@ -109,3 +109,27 @@ class InvalidRequest(InvalidInput):
     """The request body does not match the route's schema."""
 
     code = "invalid_request"
+
+
+class UnsupportedMedia(InvalidInput):
+    """A file whose probed content is not an allowed container (playlists, concat lists, ...)."""
+
+    code = "unsupported_media"
+
+
+class MediaTooLarge(InvalidInput):
+    """Declared frame size (or count) beyond the configured caps; refused before decoding."""
+
+    code = "media_too_large"
+
+
+class MediaClosed(ZooError):
+    """A read was stopped because its request ended (cancelled job, vanished client)."""
+
+    status, code = 499, "request_cancelled"
+
+
+class InferenceFailed(ZooError):
+    """An inference call crashed or ran past `inference_timeout_s`; its lane was replaced."""
+
+    status, code = 503, "inference_failed"

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import anyio
 import torch
 
 from zooserve import catalog
@@ -37,6 +36,7 @@ from zooserve.errors import (
 from zooserve.events import Event, EventLog
 from zooserve.families import adapter_class
 from zooserve.families.base import ModelAdapter
+from zooserve.inference import InferencePool
 from zooserve.memory import (
     MB,
     LoadFootprint,
@@ -120,7 +120,7 @@ class ModelManager:
             str, int
         ] = {}  # tracking sessions, engines: bytes held outside models
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="zooserve-loader")
-        self._inference = ThreadPoolExecutor(inference_workers, thread_name_prefix="zooserve-infer")
+        self._inference = InferencePool(inference_workers, config.inference_timeout_s)
         self._load_lock = asyncio.Lock()
         self._room = asyncio.Event()  # set whenever a lease ends or memory is given back
         self._reaper: asyncio.Task[None] | None = None
@@ -170,19 +170,24 @@ class ModelManager:
                 self._room.set()
 
     async def infer(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking inference in the inference pool (never on the event loop or loader).
+        """Run blocking inference in the inference pool (never on the event loop or loader),
+        with the `inference_timeout_s` deadline (see zooserve.inference)."""
+        return await self._inference.run(fn, *args, on_stuck=lambda f: self._hold(fn, args, f))
 
-        A caller cancelled meanwhile (a cancelled job, a dropped stream) still waits for the
-        thread to end before going on: the thread uses the leased model, so the lease must not
-        end, and the model be evicted, under it.
-        """
-        future = asyncio.get_running_loop().run_in_executor(self._inference, fn, *args)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            with anyio.CancelScope(shield=True):  # Starlette cancels a dropped stream via anyio
-                await asyncio.wait([future])
-            raise
+    def _hold(self, fn: Callable[..., Any], args: tuple[Any, ...], running: Any) -> None:
+        """Keep the models a stuck call uses leased until its thread really ends."""
+        used = {id(getattr(fn, "__self__", None)), *(id(a) for a in args)}
+        for state in self.states.values():
+            if state.adapter is not None and id(state.adapter) in used:
+                state.refcount += 1
+                self.events.record(Event("inference_stuck", state.spec.name, "inference timed out"))
+
+                def release(_: Any, state: ModelState = state) -> None:
+                    state.refcount -= 1
+                    if state.refcount == 0:
+                        self._room.set()
+
+                running.add_done_callback(release)
 
     async def _acquire(self, name: str) -> ModelState:
         state = self.state(name)

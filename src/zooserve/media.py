@@ -7,7 +7,9 @@ one-frame videos so every pipeline can take either.
 
 from __future__ import annotations
 
+import contextlib
 import operator
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +20,33 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from zooserve.errors import FramesOutOfRange, InvalidInput, MediaNotFound, NotAVideo, PathForbidden
+from zooserve.errors import (
+    FramesOutOfRange,
+    InvalidInput,
+    MediaClosed,
+    MediaNotFound,
+    MediaTooLarge,
+    NotAVideo,
+    PathForbidden,
+    UnsupportedMedia,
+)
 
 SAMPLING_STRATEGIES = ("uniform", "interval", "keyframes", "scene_change")
 
 # Decoding forward is cheaper than a seek (~13 ms) for targets this close to the current position.
 _FORWARD_WINDOW = 32
-# Demuxers PyAV uses for still images (image2, png_pipe, ...): opened with PIL as one frame.
-_IMAGE_DEMUXERS = ("image2", "_pipe")
+#: FFmpeg demuxers allowed to open a caller's file: real video containers only. Playlists
+#: (hls), concat lists, image2 patterns, devices and anything that opens other files or URLs
+#: is refused by FFmpeg itself (`format_whitelist`), before it reads a header.
+VIDEO_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "mpeg")
+#: Options for every `av.open` of untrusted media: allowed demuxers, `file` protocol only.
+SAFE_OPEN_OPTIONS = {"format_whitelist": ",".join(VIDEO_DEMUXERS), "protocol_whitelist": "file"}
+#: Still-image formats read with PIL (identified by content, not by suffix).
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "TIFF", "GIF")
+#: Longest media path a request may give (Linux PATH_MAX is 4096 bytes).
+MAX_PATH_CHARS = 1024
+#: Default pixel cap per frame when a caller gives none (config: max_frame_pixels).
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def resolve_media_path(media_root: Path, user_path: str) -> Path:
@@ -37,16 +58,25 @@ def resolve_media_path(media_root: Path, user_path: str) -> Path:
     """
     if not user_path or not user_path.strip() or "\x00" in user_path:
         raise InvalidInput("media path must be a non-empty string", {"path": user_path})
+    if len(user_path) > MAX_PATH_CHARS:
+        raise InvalidInput(
+            f"media path is {len(user_path)} characters; the limit is {MAX_PATH_CHARS}",
+            {"limit": MAX_PATH_CHARS},
+        )
     try:
         root = Path(media_root).resolve()
         resolved = (root / user_path).resolve()
-    except (OSError, RuntimeError) as exc:  # symlink loops, unreadable components
+    except (OSError, RuntimeError, ValueError) as exc:  # loops, unreadable or too-long parts
         raise MediaNotFound(
             f"media path {user_path!r} cannot be resolved", {"path": user_path}
         ) from exc
     if not resolved.is_relative_to(root):
         raise PathForbidden(f"media path {user_path!r} is outside media_root", {"path": user_path})
-    if not resolved.is_file():
+    try:
+        is_file = resolved.is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG, EACCES on a component
+        is_file = False
+    if not is_file:
         raise MediaNotFound(f"media file {user_path!r} not found", {"path": user_path})
     return resolved
 
@@ -68,8 +98,10 @@ class Frame:
 class MediaSource:
     """A video (or an image as a one-frame video) with exact, random frame access.
 
-    Not thread-safe: the decoder keeps a position so nearby requests avoid seeks. Open one per
-    request, preferably as a context manager so the container is closed.
+    Not for concurrent readers: the decoder keeps a position so nearby requests avoid seeks.
+    `close()` is safe from any thread at any time: while a read runs in another thread it only
+    asks that read to stop, and the reader closes the container when it returns (FFmpeg
+    segfaults when a container is closed under `decode()`).
     """
 
     def __init__(
@@ -94,43 +126,44 @@ class MediaSource:
         self._stream: Any = container.streams.video[0] if container is not None else None
         self._decoder: Iterator[Any] | None = None
         self._next = 0  # frame number the decoder yields next, when _decoder is set
+        self._state = threading.Lock()  # guards _readers / _close_requested / _container
+        self._readers = 0
+        self._close_requested = False
 
     @classmethod
-    def open(cls, path: Path) -> MediaSource:
-        """Open a video or image; NotAVideo if neither PyAV nor PIL can read a picture from it."""
+    def open(cls, path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaSource:
+        """Open a video or image, judged by its content, never its suffix.
+
+        Images are identified by PIL (PNG, JPEG, ...); everything else must be one of the
+        allowed video containers, opened by FFmpeg with a demuxer allowlist and the `file`
+        protocol only, so playlists and concat lists never open other files. Frame geometry is
+        checked against `max_pixels` before anything is decoded.
+        """
         path = Path(path)
+        image = _open_image(path, max_pixels)
+        if image is not None:
+            h, w = image.shape[:2]
+            return cls(path, frame_count=1, fps=0.0, width=w, height=h, image=image)
+        container = open_container(path)
         try:
-            container = av.open(str(path))
-        except (av.FFmpegError, OSError, ValueError):
-            return cls._open_image(path)
-        if not container.streams.video or container.format.name.endswith(_IMAGE_DEMUXERS):
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            _check_geometry(path, width, height, max_pixels)
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            count = stream.frames if stream.frames > 0 else _count_packets(path)
+            if not rate or count <= 0:
+                raise NotAVideo(f"{path.name!r} has no decodable video frames", {"path": path.name})
+        except BaseException:
             container.close()
-            return cls._open_image(path)
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        count = stream.frames if stream.frames > 0 else _count_packets(path)
-        if not rate or count <= 0 or not stream.codec_context.width:
-            container.close()
-            raise NotAVideo(f"{path.name!r} has no decodable video frames", {"path": path.name})
+            raise
         return cls(
             path,
             frame_count=count,
             fps=float(rate),
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
             container=container,
         )
-
-    @classmethod
-    def _open_image(cls, path: Path) -> MediaSource:
-        try:
-            with Image.open(path) as img:
-                # Honour EXIF orientation so phone photos are upright, as viewers show them.
-                rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
-        except Exception as exc:  # plugins (e.g. ultralytics' HEIF hook) raise other types
-            raise NotAVideo(f"{path.name!r} is not a video or image", {"path": path.name}) from exc
-        h, w = rgb.shape[:2]
-        return cls(path, frame_count=1, fps=0.0, width=w, height=h, image=rgb)
 
     def __enter__(self) -> MediaSource:
         return self
@@ -139,11 +172,41 @@ class MediaSource:
         self.close()
 
     def close(self) -> None:
-        """Release the demuxer and decoder; safe to call twice."""
+        """Release the demuxer and decoder; safe to call twice and from any thread.
+
+        A read in progress is asked to stop and closes the container itself when it ends.
+        """
+        with self._state:
+            self._close_requested = True
+            if self._readers:
+                return
+            self._close_now()
+
+    def _close_now(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
             self._decoder = None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Hold the container open for one read; refuse to start once closing was asked."""
+        with self._state:
+            if self._close_requested:
+                raise MediaClosed(f"media source {self.path.name!r} is closed")
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._readers -= 1
+                if self._close_requested and not self._readers:
+                    self._close_now()
+
+    def _check_open(self) -> None:
+        """Between frames: stop a long read as soon as its request has ended."""
+        if self._close_requested:
+            raise MediaClosed(f"media source {self.path.name!r} is closed")
 
     def read(self, frame_numbers: Sequence[int]) -> list[Frame]:
         """Decode exactly the given frames, returned in the requested order (duplicates allowed).
@@ -153,8 +216,10 @@ class MediaSource:
         """
         numbers = self.validate(frame_numbers)
         decoded: dict[int, np.ndarray] = {}
-        for n in sorted(set(numbers)):
-            decoded[n] = self._image_at(n)
+        with self._reading():
+            for n in sorted(set(numbers)):
+                self._check_open()
+                decoded[n] = self._image_at(n)
         out: list[Frame] = []
         seen: set[int] = set()
         for n in numbers:
@@ -171,8 +236,12 @@ class MediaSource:
         """
         start, end = self._validate_range(start, end)
         return (
-            Frame(n, timestamp_of(n, self.fps), self._image_at(n)) for n in range(start, end + 1)
+            Frame(n, timestamp_of(n, self.fps), self._read_one(n)) for n in range(start, end + 1)
         )
+
+    def _read_one(self, n: int) -> np.ndarray:
+        with self._reading():
+            return self._image_at(n)
 
     def sample(
         self,
@@ -208,10 +277,11 @@ class MediaSource:
             return list(range(start, end + 1, step))[:count]
         if self.is_image:
             return [0]
-        if strategy == "keyframes":
-            keys = [n for n, key in _packet_index(self.path) if key and start <= n <= end]
-            return _evenly(sorted(set(keys)), count) or [start]
-        return self._scene_changes(start, end, count)
+        with self._reading():  # own containers, but stop with the request all the same
+            if strategy == "keyframes":
+                keys = [n for n, key in _packet_index(self.path) if key and start <= n <= end]
+                return _evenly(sorted(set(keys)), count) or [start]
+            return self._scene_changes(start, end, count)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -280,10 +350,11 @@ class MediaSource:
         """Rank frames by mean absolute difference of 64x36 grayscale thumbnails."""
         scores: list[tuple[float, int]] = []
         prev: np.ndarray | None = None
-        with av.open(str(self.path)) as container:
+        with open_container(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in _seek(container, stream, self.fps, start):
+                self._check_open()
                 n = _frame_number(frame.pts, stream, self.fps, default=start)
                 if n > end:
                     break
@@ -331,7 +402,7 @@ def _evenly(items: list[int], count: int) -> list[int]:
 
 def _packet_index(path: Path) -> list[tuple[int, bool]]:
     """(frame number, is keyframe) for every video packet, by demuxing only (no decoding)."""
-    with av.open(str(path)) as container:
+    with open_container(path) as container:
         stream = container.streams.video[0]
         rate = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
         out: list[tuple[int, bool]] = []
@@ -346,5 +417,73 @@ def _count_packets(path: Path) -> int:
     """Exact frame count when the container stores none (mkv, webm): one packet per frame."""
     try:
         return len(_packet_index(path))
-    except (av.FFmpegError, OSError, ValueError):
+    except (av.FFmpegError, OSError, ValueError, InvalidInput):
         return 0
+
+
+def open_container(path: Path) -> Any:
+    """`av.open` for untrusted files: allowed demuxers and the `file` protocol only.
+
+    UnsupportedMedia when FFmpeg recognises a format outside the allowlist (playlists, concat
+    lists, image patterns: they would open other files), NotAVideo when it reads no video.
+    """
+    try:
+        container = av.open(str(path), options=dict(SAFE_OPEN_OPTIONS))
+    except av.ArgumentError as exc:  # EINVAL: the probed demuxer is not on the allowlist
+        raise UnsupportedMedia(
+            f"{path.name!r} is not an allowed media container (allowed: mp4/mov, mkv/webm, avi, "
+            "mpeg-ts/ps video, and PNG/JPEG/BMP/WebP/TIFF/GIF images); playlists and concat "
+            "lists are refused",
+            {"path": path.name},
+        ) from exc
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise NotAVideo(f"{path.name!r} is not a video or image", {"path": path.name}) from exc
+    if container.format.name not in VIDEO_DEMUXERS or not container.streams.video:
+        container.close()
+        raise NotAVideo(f"{path.name!r} has no video stream", {"path": path.name})
+    return container
+
+
+def _open_image(path: Path, max_pixels: int) -> np.ndarray | None:
+    """The file as an RGB array when PIL identifies an allowed image format, else None."""
+    try:
+        img = Image.open(path, formats=list(IMAGE_FORMATS))
+    except Image.DecompressionBombError as exc:
+        raise MediaTooLarge(
+            f"{path.name!r} declares more pixels than allowed", {"path": path.name}
+        ) from exc
+    except Exception:  # not an image PIL knows: maybe a video
+        return None
+    with img:
+        width, height = img.size
+        _check_geometry(path, width, height, max_pixels)
+        try:
+            # Honour EXIF orientation so phone photos are upright, as viewers show them.
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
+        except Exception as exc:  # truncated or corrupt pixel data
+            raise NotAVideo(
+                f"{path.name!r} is a damaged image: {exc}", {"path": path.name}
+            ) from exc
+
+
+def _check_geometry(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse frames with no pixels or more than `max_pixels`, before any decode allocates."""
+    if width <= 0 or height <= 0:
+        raise NotAVideo(f"{path.name!r} declares an empty frame ({width}x{height})")
+    if width * height > max_pixels:
+        raise MediaTooLarge(
+            f"{path.name!r} has {width}x{height} frames ({width * height} pixels); the limit is "
+            f"{max_pixels} pixels (max_frame_pixels)",
+            {"width": width, "height": height, "max_frame_pixels": max_pixels},
+        )
+
+
+def check_decoded_size(source: MediaSource, frames: int, limit_mb: float) -> None:
+    """Refuse a request that would hold more decoded RGB frames than `limit_mb` at once."""
+    nbytes = frames * source.width * source.height * 3
+    if nbytes > limit_mb * 1024 * 1024:
+        raise MediaTooLarge(
+            f"{frames} frames of {source.width}x{source.height} need {nbytes / 2**20:.0f} MB "
+            f"decoded; the limit is {limit_mb:.0f} MB (max_decoded_mb): ask for fewer frames",
+            {"frames": frames, "width": source.width, "height": source.height},
+        )

@@ -17,6 +17,8 @@ from zooserve.errors import InvalidInput
 
 #: A COCO RLE as JSON: {"size": [height, width], "counts": compressed string}.
 Rle = dict[str, Any]
+#: pycocotools counts runs in uint32: no mask may have more pixels than that.
+MAX_MASK_PIXELS = 2**32 - 1
 
 
 def encode_mask(mask: np.ndarray) -> Rle:
@@ -33,26 +35,34 @@ def decode_mask(rle: Mapping[str, Any]) -> np.ndarray:
     Raises InvalidInput when the size or counts are malformed or do not add up to H x W.
     """
     height, width = _size(rle.get("size"))
+    if height * width > MAX_MASK_PIXELS:
+        raise InvalidInput(
+            f"mask size {height}x{width} is larger than {MAX_MASK_PIXELS} pixels",
+            {"size": [height, width]},
+        )
     counts = rle.get("counts")
     if isinstance(counts, str):
         runs = _parse_counts(counts)
-        text = counts.encode()
     elif isinstance(counts, Sequence) and all(
         isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts
     ):
         runs = list(counts)
-        text = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)[
-            "counts"
-        ]
     else:
         raise InvalidInput(
             "mask counts must be a COCO RLE string or a list of non-negative integers"
         )
+    # Checked before pycocotools sees them: its counts are uint32, and it trusts the sum.
     if sum(runs) != height * width:
         raise InvalidInput(
             f"mask counts cover {sum(runs)} pixels but size {height}x{width} has {height * width}",
             {"size": [height, width]},
         )
+    if isinstance(counts, str):
+        text = counts.encode()
+    else:
+        text = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)[
+            "counts"
+        ]
     decoded = coco_mask.decode({"size": [height, width], "counts": text})
     return np.asarray(decoded, dtype=bool)
 

@@ -24,7 +24,6 @@ from zooserve.families.kinds import TrackPrompt
 from zooserve.manager import ModelManager
 from zooserve.pipelines.track import FrameRange, TrackedFrame, TrackReport, track
 from zooserve.pipelines.track_sessions import TrackingSessions
-from zooserve.rle import decode_mask
 
 router = APIRouter(prefix="/api")
 log = logging.getLogger("zooserve.api")
@@ -115,7 +114,7 @@ def to_prompts(body: TrackRequest) -> list[str | TrackPrompt]:
                 box=tuple(item.box) if item.box is not None else None,  # type: ignore[arg-type]
                 points=tuple(item.points),
                 point_labels=tuple(item.point_labels),
-                mask=decode_mask(item.mask.model_dump()) if item.mask is not None else None,
+                mask_rle=item.mask.model_dump() if item.mask is not None else None,
             )
         )
     return prompts
@@ -153,8 +152,14 @@ def summary(report: TrackReport) -> dict[str, Any]:
 
 
 def start_tracking(
-    manager: ModelManager, sessions: TrackingSessions, body: TrackRequest, report: TrackReport
+    manager: ModelManager,
+    sessions: TrackingSessions,
+    body: TrackRequest,
+    report: TrackReport,
+    *,
+    streamed: bool = False,
 ) -> AsyncGenerator[TrackedFrame, None]:
+    """A non-streamed run (a JSON answer or a job) collects every frame: its range is bounded."""
     return track(
         manager,
         body.video_path,
@@ -164,6 +169,7 @@ def start_tracking(
         confidence_threshold=body.confidence_threshold,
         report=report,
         sessions=sessions,
+        max_frames=None if streamed else manager.config.max_track_frames,
     )
 
 
@@ -190,10 +196,11 @@ async def track_route(request: Request) -> Any:
 
 async def _track(body: TrackRequest, request: Request, manager: ModelManager) -> Any:
     report = TrackReport()
-    frames = start_tracking(manager, sessions_of(request), body, report)
+    streamed = bool(body.stream) or NDJSON in request.headers.get("accept", "")
+    frames = start_tracking(manager, sessions_of(request), body, report, streamed=streamed)
     # Everything the caller can get wrong fails here, before a status line is sent.
     first = await anext(frames)
-    if body.stream or NDJSON in request.headers.get("accept", ""):
+    if streamed:
         return StreamingResponse(_ndjson(first, frames, report), media_type=NDJSON)
     collected = [frame_out(first)] + [frame_out(f) async for f in frames]
     return track_response(report, collected)

@@ -102,10 +102,29 @@ class Detector(ModelAdapter):
     #: True when the model takes free-text prompts (OWLv2, Grounding DINO, ...).
     open_vocabulary: ClassVar[bool] = True
 
+    #: Smallest (width, height) the model is given: smaller frames are zero-padded at the
+    #: right and bottom first (native detectors crash or hang on tiny frames; see FACTS.md).
+    min_input_size: ClassVar[tuple[int, int]] = (32, 32)
+
     def detect(
         self, images: Sequence[Image], prompts: Sequence[str] | None, threshold: float
     ) -> list[sv.Detections]:
-        """Detect in a batch of RGB images. Prompts apply to every image of the batch."""
+        """Detect in a batch of RGB images. Prompts apply to every image of the batch.
+
+        Frames below `min_input_size` are padded (coordinates unchanged), and boxes are
+        clipped to each original frame, so no frame size reaches the model unchecked.
+        """
+        padded = [pad_to_min(image, *self.min_input_size) for image in images]
+        found = self.detect_padded(padded, prompts, threshold)
+        return [
+            within_frame(d, *np.shape(image)[:2], padded=p is not image)
+            for d, image, p in zip(found, images, padded, strict=True)
+        ]
+
+    def detect_padded(
+        self, images: Sequence[Image], prompts: Sequence[str] | None, threshold: float
+    ) -> list[sv.Detections]:
+        """The family's detection over frames of an accepted size."""
         batch = self.preprocess(images, prompts)
         with torch.inference_mode():
             raw = self.forward(batch)
@@ -136,3 +155,42 @@ def make_detections(
         class_id=np.array([index.get(label, -1) for label in labels], dtype=int),
         data={"class_name": np.array(list(labels), dtype=str)},
     )
+
+
+def pad_to_min(image: Image, min_width: int, min_height: int) -> np.ndarray:
+    """The image zero-padded at the right and bottom to at least min_width x min_height.
+
+    Padding there keeps every pixel's coordinates, so boxes found in the padded image are
+    boxes in the original. Images already large enough are returned as they are.
+    """
+    frame = np.asarray(image)
+    if frame.ndim < 2:
+        return frame
+    height, width = frame.shape[:2]
+    if height >= min_height and width >= min_width:
+        return frame
+    pad = [(0, max(0, min_height - height)), (0, max(0, min_width - width))]
+    pad += [(0, 0)] * (frame.ndim - 2)
+    return np.pad(frame, pad)
+
+
+def within_frame(
+    detections: sv.Detections, height: int, width: int, *, padded: bool
+) -> sv.Detections:
+    """Boxes clipped to a height x width frame; when the frame was padded, boxes that lie
+    wholly in the padding are dropped (they saw nothing of the frame)."""
+    if len(detections) == 0:
+        return detections
+    xyxy = detections.xyxy.copy()
+    keep = (xyxy[:, 0] < width) & (xyxy[:, 1] < height)
+    xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, width)
+    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, height)
+    detections.xyxy = xyxy
+    mask = detections.mask
+    if mask is not None and tuple(np.shape(mask)[1:]) != (height, width):
+        detections.mask = np.asarray(mask, dtype=bool)[:, :height, :width]
+    if not padded:
+        return detections
+    kept = detections[keep]
+    assert isinstance(kept, sv.Detections)
+    return kept

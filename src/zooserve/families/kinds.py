@@ -53,7 +53,9 @@ class TrackPrompt:
     box: tuple[float, float, float, float] | None = None
     points: tuple[tuple[float, float], ...] = ()
     point_labels: tuple[int, ...] = ()
-    mask: np.ndarray | None = None
+    mask: np.ndarray | None = None  # bool (H, W)
+    #: A caller's COCO RLE, decoded into `mask` by the pipeline once its size is checked.
+    mask_rle: dict[str, Any] | None = None
 
 
 # --- kinds -----------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class YoloDetector(Detector, PoseEstimator):
         """One tiny forward so the manager can measure a forward pass's peak memory."""
         self.detect([np.zeros((32, 32, 3), dtype=np.uint8)], None, threshold=1.0)
 
-    def detect(
+    def detect_padded(
         self, images: Sequence[Image], prompts: Sequence[str] | None, threshold: float
     ) -> list[sv.Detections]:
         """Detect in RGB images; prompts are ignored (the checkpoint's classes are fixed)."""

@@ -7,13 +7,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import supervision as sv
 
-from zooserve.errors import InvalidInput
+from zooserve.errors import FamilyNotImplemented, InvalidInput
+from zooserve.families import adapter_class
 from zooserve.families.base import Detector, ModelAdapter
 from zooserve.manager import ModelManager
-from zooserve.media import Frame, MediaSource, resolve_media_path
+from zooserve.media import MediaSource, resolve_media_path
 
 TASK = "object_detection"
 log = logging.getLogger("zooserve.pipelines.detect")
@@ -64,6 +66,20 @@ def _batch_size(manager: ModelManager, name: str) -> int:
     return max(1, int(manager.state(name).spec.options.get("batch_size", 4)))
 
 
+def require_kind(manager: ModelManager, name: str, kind: type[Any]) -> None:
+    """Refuse a model of the wrong kind from its config, before anything loads."""
+    family = manager.state(name).spec.family
+    try:
+        cls = adapter_class(family) if family else None
+    except FamilyNotImplemented:
+        return  # the load reports it (or a custom adapter factory knows the family)
+    if cls is not None and not issubclass(cls, kind):
+        raise InvalidInput(
+            f"model {name!r} is a {cls.kind}, not a {kind.kind}",
+            {"model": name, "kind": cls.kind},
+        )
+
+
 def _as_detector(name: str, adapter: ModelAdapter) -> Detector:
     if not isinstance(adapter, Detector):
         raise InvalidInput(f"model {name!r} is a {adapter.kind}, not a detector")
@@ -105,42 +121,48 @@ async def detect(
             f"{manager.config.max_frames_per_request}",
             {"limit": manager.config.max_frames_per_request},
         )
+    if not frame_numbers:
+        raise InvalidInput("frame_numbers must list at least one frame")
+    require_kind(manager, name, Detector)
     unique = sorted(set(frame_numbers))  # decode forward once; a repeated frame runs once
     # Opening may count packets (containers without a frame count): keep it off the loop.
-    with await asyncio.to_thread(MediaSource.open, path) as source:
+    source = await asyncio.to_thread(
+        MediaSource.open, path, max_pixels=manager.config.max_frame_pixels
+    )
+    # Frames stream through the detector a chunk at a time: only (number, time, detections)
+    # are kept, so a request holds at most two chunks of pixels whatever its frame count.
+    found: list[tuple[int, float, sv.Detections]] = []
+    with source:
         source.validate(unique)  # bad frame numbers are a 422 before any model loads
         batch_size = _batch_size(manager, name)
         chunks = [unique[i : i + batch_size] for i in range(0, len(unique), batch_size)]
         # Decoding runs one chunk ahead: the first chunk while the model loads, the next one
-        # while the current one is inferred.
+        # while the current one is inferred. Closing `source` under a running decode only
+        # asks it to stop (MediaSource.close), so a cancelled request cannot crash FFmpeg.
         decoding = asyncio.create_task(asyncio.to_thread(source.read, chunks[0]))
         try:
             async with manager.use(name) as leased:
                 adapter = _as_detector(name, leased)
                 queries = _queries(manager, adapter, prompts)
-                frames: list[Frame] = []
-                results: list[sv.Detections] = []
                 for index in range(len(chunks)):
                     chunk = await decoding
                     if index + 1 < len(chunks):
                         decoding = asyncio.create_task(
                             asyncio.to_thread(source.read, chunks[index + 1])
                         )
-                    images = [f.image for f in chunk]
-                    results += await manager.infer(
-                        adapter.detect, images, queries, confidence_threshold
+                    results = await manager.infer(
+                        adapter.detect, [f.image for f in chunk], queries, confidence_threshold
                     )
-                    frames += chunk
+                    found += [
+                        (f.number, f.timestamp, d) for f, d in zip(chunk, results, strict=True)
+                    ]
+                    del chunk
                     if progress:
-                        progress(len(frames), len(unique))
+                        progress(len(found), len(unique))
         finally:
-            # Never close the container under a running decode; collect its error if any.
-            await asyncio.gather(decoding, return_exceptions=True)
+            decoding.add_done_callback(_retrieve)
         info = (source.width, source.height, source.fps, source.frame_count)
-    by_number = {
-        f.number: FrameDetections(f.number, f.timestamp, d)
-        for f, d in zip(frames, results, strict=True)
-    }
+    by_number = {n: FrameDetections(n, t, d) for n, t, d in found}
     return DetectResult(
         model=name,
         frames=[by_number[n] for n in frame_numbers],
@@ -151,3 +173,9 @@ async def detect(
         frame_count=info[3],
         prompts=queries,
     )
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """Collect a read-ahead nobody will use, so its error is not reported as unretrieved."""
+    if not task.cancelled():
+        task.exception()

@@ -35,7 +35,7 @@ from zooserve.errors import (
 )
 from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
-from zooserve.media import Frame, MediaSource, resolve_media_path
+from zooserve.media import Frame, MediaSource, check_decoded_size, resolve_media_path
 from zooserve.pipelines.detect import detect
 from zooserve.pipelines.enrich_run import (
     EnrichRun,
@@ -202,7 +202,9 @@ async def enrich(
         raise InvalidInput("give frame_numbers or sampling, not both")
     selected = select_triggers(manager.config.zoo.triggers, triggers)
     path = resolve_media_path(manager.config.media_dir, video_path)
-    with await asyncio.to_thread(MediaSource.open, path) as source:
+    with await asyncio.to_thread(
+        MediaSource.open, path, max_pixels=manager.config.max_frame_pixels
+    ) as source:
         if sampling is not None:
             numbers = await asyncio.to_thread(source.sample, sampling[0], sampling[1])
         elif frame_numbers is not None:
@@ -215,6 +217,7 @@ async def enrich(
                 f"{len(numbers)} frames requested; the limit is {limit}", {"limit": limit}
             )
         source.validate(numbers)
+        check_decoded_size(source, len(numbers), manager.config.max_decoded_mb)
         stray = sorted(set(detections or {}) - set(numbers))
         if stray:
             raise InvalidInput(

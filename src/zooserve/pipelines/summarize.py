@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
 from zooserve.errors import InvalidInput
-from zooserve.media import MediaSource, resolve_media_path, timestamp_of
+from zooserve.media import MediaSource, check_decoded_size, resolve_media_path, timestamp_of
 
 TASK = "video_summarization"
 #: Images one request may send, unless the model's `options.max_images` says otherwise.
@@ -133,7 +133,10 @@ async def summarize(
         )
     path = resolve_media_path(pool.config.media_dir, video_path)
     max_side = int(pool.config.models[name].options.get("max_image_side", DEFAULT_MAX_IMAGE_SIDE))
-    with await asyncio.to_thread(MediaSource.open, path) as source:
+    with await asyncio.to_thread(
+        MediaSource.open, path, max_pixels=pool.config.max_frame_pixels
+    ) as source:
+        check_decoded_size(source, frame_count, pool.config.max_decoded_mb)
         numbers = await asyncio.to_thread(source.sample, sampling_strategy, frame_count)
         frames = await asyncio.to_thread(source.read, numbers)
         fps = source.fps

@@ -91,10 +91,13 @@ async def track(
     confidence_threshold: float = 0.3,
     report: TrackReport | None = None,
     sessions: TrackingSessions | None = None,
+    max_frames: int | None = None,
 ) -> AsyncGenerator[TrackedFrame, None]:
     """Yield the tracked objects of frames start..end (inclusive), in order.
 
     Every caller mistake (prompts, range, paths) raises before the first frame is yielded.
+    `max_frames` bounds the range for callers that collect every frame (non-streamed
+    requests, jobs); a stream holds one chunk at a time and needs no bound.
     """
     started = time.perf_counter()
     report = report if report is not None else TrackReport()
@@ -102,13 +105,25 @@ async def track(
     texts, geometric = split_prompts(prompts)
     name = selected_model(manager, TASK, tracking_model)
     path = resolve_media_path(manager.config.media_dir, video_path)
-    source = await asyncio.to_thread(MediaSource.open, path)
+    source = await asyncio.to_thread(
+        MediaSource.open, path, max_pixels=manager.config.max_frame_pixels
+    )
     # One decode thread per request: closing the video is queued behind any decode still
     # running, so a request that goes away never closes the container under its decoder.
     decoder = ThreadPoolExecutor(1, thread_name_prefix="zooserve-decode")
     try:
         start, end = check_range(source, frame_range.start, frame_range.end)
-        geometric = check_geometry(geometric, source.width, source.height, start, end)
+        if max_frames is not None and end - start + 1 > max_frames:
+            raise InvalidInput(
+                f"frame_range covers {end - start + 1} frames; a non-streamed request may cover "
+                f"{max_frames} (max_track_frames): stream it (stream: true) or split the range",
+                {"frames": end - start + 1, "limit": max_frames},
+            )
+        # Masks are decoded here, off the event loop, and only once their size matches the
+        # frame: a tiny JSON body cannot make the server allocate gigabytes.
+        geometric = await asyncio.to_thread(
+            check_geometry, geometric, source.width, source.height, start, end
+        )
         report.model, report.texts = name, texts
         report.width, report.height, report.fps = source.width, source.height, source.fps
         report.frame_count = source.frame_count

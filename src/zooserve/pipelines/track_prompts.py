@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from zooserve.errors import FramesOutOfRange, InvalidInput
 from zooserve.families.kinds import TrackPrompt
 from zooserve.media import MediaSource
+from zooserve.rle import Rle, decode_mask
 
 
 def split_prompts(
@@ -67,14 +70,13 @@ def check_geometry(
                 {"prompt": index},
             )
         seen.add((prompt.object_id, prompt.frame_number))
-        if prompt.box is None and not prompt.points and prompt.mask is None:
+        if prompt.box is None and not prompt.points and prompt.mask is None and not prompt.mask_rle:
             raise InvalidInput(f"{where}: give a box, points or a mask", {"prompt": index})
         if prompt.box is not None:
             _check_box(where, index, prompt.box, width, height)
         labels = _check_points(where, index, prompt, width, height)
-        if prompt.mask is not None:
-            _check_mask(where, index, prompt, width, height)
-        prompt = dataclasses.replace(prompt, point_labels=labels)
+        mask = _check_mask(where, index, prompt.mask_rle or prompt.mask, width, height)
+        prompt = dataclasses.replace(prompt, point_labels=labels, mask=mask, mask_rle=None)
         if prompt.box is not None or prompt.mask is not None or 1 in labels:
             first = introduced.get(prompt.object_id, prompt.frame_number)
             introduced[prompt.object_id] = min(first, prompt.frame_number)
@@ -125,13 +127,30 @@ def _check_points(
     return tuple(int(label) for label in labels)
 
 
-def _check_mask(where: str, index: int, prompt: TrackPrompt, width: int, height: int) -> None:
-    assert prompt.mask is not None
-    if prompt.mask.shape != (height, width):
+def _check_mask(
+    where: str, index: int, mask: np.ndarray | Rle | None, width: int, height: int
+) -> np.ndarray | None:
+    """The prompt's mask as bool (H, W); an RLE's declared size is checked against the frame
+    before it is decoded, so no caller can make the server allocate more than one frame."""
+    if mask is None:
+        return None
+    if isinstance(mask, Mapping):
+        size = mask.get("size")
+        if size != [height, width] and size != (height, width):
+            raise InvalidInput(
+                f"{where}: mask size {size!r} must be the frame's [height, width] = "
+                f"[{height}, {width}]",
+                {"prompt": index, "width": width, "height": height},
+            )
+        try:
+            mask = decode_mask(mask)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc.message}", {"prompt": index}) from exc
+    if mask.shape != (height, width):
         raise InvalidInput(
-            f"{where}: mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]} but the frame is "
-            f"{width}x{height}",
+            f"{where}: mask is {mask.shape[1]}x{mask.shape[0]} but the frame is {width}x{height}",
             {"prompt": index},
         )
-    if not prompt.mask.any():
+    if not mask.any():
         raise InvalidInput(f"{where}: mask is empty", {"prompt": index})
+    return np.asarray(mask, dtype=bool)
