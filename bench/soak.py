@@ -1,0 +1,171 @@
+"""Churn-and-cancel soak: a real `zooserve serve` subprocess under mixed, hostile traffic.
+
+Concurrent clients send detect requests on several offline models (each swap is a load and an
+eviction: the budget holds one model), stream tracks and drop them mid-stream, submit detect
+jobs and cancel them at random moments, and hand over the hostile media corpus of the tests.
+Prints requests, status counts, 5xx, server deaths, and the server's RSS: peak and drift
+(mean of the last tenth of samples minus the first tenth).
+
+    .venv/bin/python bench/soak.py --requests 400 --concurrency 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import media_corpus
+from tests.api import subprocess_server
+from tests.videos import encode_video
+from zooserve.samples import install_samples
+
+MODELS = ["hog", "face", "mtcnn", "plate"]
+
+
+def write_config(base: Path) -> Path:
+    media = base / "media"
+    outside = encode_video(base / "secret.mp4", (np.full((32, 32, 3), 9, np.uint8),) * 3)
+    media_corpus.build(media / "corpus", outside)
+    install_samples(media)
+    models = {
+        "hog": {"model_id": "opencv:hog_people", "family": "opencv_hog", "framework": "opencv"},
+        "face": {
+            "model_id": "opencv:haarcascade_frontalface_default.xml",
+            "family": "opencv_cascade",
+            "framework": "opencv",
+            "options": {"label": "face"},
+        },
+        "plate": {
+            "model_id": "opencv:haarcascade_russian_plate_number.xml",
+            "family": "opencv_cascade",
+            "framework": "opencv",
+            "options": {"label": "plate"},
+        },
+        "mtcnn": {"model_id": "facenet-pytorch:mtcnn", "family": "mtcnn"},
+        "hog-bytetrack": {
+            "model_id": "builtin:bytetrack",
+            "family": "detection_tracker",
+            "category": "tracking",
+            "options": {"detector": "hog"},
+        },
+    }
+    config = {
+        "device": "cpu",
+        "memory_budget_mb": 3,  # one model at a time: every swap evicts
+        "media_root": str(media),
+        "jobs_db": str(base / "jobs.sqlite3"),
+        "tasks": {"object_detection": {"selected": "hog", "options": MODELS}},
+        "models": models,
+    }
+    path = base / "models.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def one(client: httpx.AsyncClient, rng: random.Random, corpus: list[str]) -> str:
+    kind = rng.choice(["detect", "detect", "track-drop", "job-cancel", "hostile"])
+    if kind == "detect":
+        frames = rng.sample(range(250), rng.randint(1, 6))
+        body = {
+            "video_path": "samples/bikes.mp4",
+            "frame_numbers": frames,
+            "model": rng.choice(MODELS),
+        }
+        return str((await client.post("/api/detect", json=body)).status_code)
+    if kind == "track-drop":
+        start = rng.randint(0, 200)
+        body = {
+            "video_path": "samples/bikes.mp4",
+            "frame_range": {"start": start, "end": start + 40},
+            "tracking_model": "hog-bytetrack",
+            "prompts": ["person"],
+            "stream": True,
+        }
+        async with client.stream("POST", "/api/track", json=body) as response:
+            async for _ in response.aiter_lines():
+                if rng.random() < 0.3:
+                    break  # the client vanishes mid-stream
+            return str(response.status_code)
+    if kind == "job-cancel":
+        body = {
+            "video_path": "samples/bikes.mp4",
+            "frame_numbers": list(range(0, 250, 5)),
+            "model": "hog",
+        }
+        response = await client.post("/api/jobs", json={"task": "detect", "body": body})
+        if response.status_code != 202:
+            return str(response.status_code)
+        await asyncio.sleep(rng.random() * 0.5)
+        return str((await client.delete(f"/api/jobs/{response.json()['job_id']}")).status_code)
+    name = f"corpus/{rng.choice(corpus)}"
+    return str(
+        (
+            await client.post("/api/detect", json={"video_path": name, "frame_numbers": [0]})
+        ).status_code
+    )
+
+
+async def soak(url: str, pid: int, requests: int, concurrency: int, corpus: list[str]) -> dict:
+    rng = random.Random(7)
+    statuses: Counter[str] = Counter()
+    samples: list[int] = []
+    process = psutil.Process(pid)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            try:
+                statuses[await one(client, rng, corpus)] += 1
+            except httpx.HTTPError as exc:
+                statuses[type(exc).__name__] += 1
+            samples.append(process.memory_info().rss)
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        alive = (await client.get("/health")).status_code == 200
+    tenth = max(1, len(samples) // 10)
+    return {
+        "requests": requests,
+        "seconds": round(time.perf_counter() - started, 1),
+        "statuses": dict(sorted(statuses.items())),
+        "server_errors": sum(n for s, n in statuses.items() if s.startswith("5") and s != "503"),
+        "alive": alive,
+        "rss_first_mb": round(samples[0] / 2**20),
+        "rss_peak_mb": round(max(samples) / 2**20),
+        "rss_drift_mb": round((np.mean(samples[-tenth:]) - np.mean(samples[:tenth])) / 2**20, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=6)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = write_config(Path(tmp))
+        corpus = sorted(p.name for p in (Path(tmp) / "media" / "corpus").iterdir())
+        with subprocess_server.running(config) as (url, process):
+            result = asyncio.run(soak(url, process.pid, args.requests, args.concurrency, corpus))
+            result["alive"] = result["alive"] and process.poll() is None
+    for key, value in result.items():
+        print(f"{key:>14}: {value}")
+
+
+if __name__ == "__main__":
+    main()
