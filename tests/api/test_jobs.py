@@ -4,11 +4,9 @@ persistence across a real restart of a `zooserve serve` subprocess."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.api import subprocess_server
 from zooserve.api.server import BackgroundServer, free_port
 from zooserve.catalog import load_config
 
@@ -111,31 +110,7 @@ def test_queue_is_bounded_and_queued_jobs_can_be_cancelled(small_queue: httpx.Cl
 
 
 def serve(config: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zooserve",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("server did not start")
+    return subprocess_server.start(config, port)
 
 
 def test_jobs_survive_a_killed_server(zoo_config: Path, tmp_path: Path) -> None:
