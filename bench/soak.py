@@ -28,6 +28,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import media_corpus
 from tests.api import subprocess_server
+from tests.offline_models import offline_models
 from tests.videos import encode_video
 from zooserve.samples import install_samples
 
@@ -39,35 +40,13 @@ def write_config(base: Path) -> Path:
     outside = encode_video(base / "secret.mp4", (np.full((32, 32, 3), 9, np.uint8),) * 3)
     media_corpus.build(media / "corpus", outside)
     install_samples(media)
-    models = {
-        "hog": {"model_id": "opencv:hog_people", "family": "opencv_hog", "framework": "opencv"},
-        "face": {
-            "model_id": "opencv:haarcascade_frontalface_default.xml",
-            "family": "opencv_cascade",
-            "framework": "opencv",
-            "options": {"label": "face"},
-        },
-        "plate": {
-            "model_id": "opencv:haarcascade_russian_plate_number.xml",
-            "family": "opencv_cascade",
-            "framework": "opencv",
-            "options": {"label": "plate"},
-        },
-        "mtcnn": {"model_id": "facenet-pytorch:mtcnn", "family": "mtcnn"},
-        "hog-bytetrack": {
-            "model_id": "builtin:bytetrack",
-            "family": "detection_tracker",
-            "category": "tracking",
-            "options": {"detector": "hog"},
-        },
-    }
     config = {
         "device": "cpu",
         "memory_budget_mb": 3,  # one model at a time: every swap evicts
         "media_root": str(media),
         "jobs_db": str(base / "jobs.sqlite3"),
         "tasks": {"object_detection": {"selected": "hog", "options": MODELS}},
-        "models": models,
+        "models": offline_models(),
     }
     path = base / "models.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -19,6 +19,7 @@ import yaml
 
 from tests import media_corpus
 from tests.api import subprocess_server
+from tests.offline_models import offline_models
 from tests.videos import encode_video
 
 #: Requests to the server's media routes for one file (all must be 200 or a clear 4xx).
@@ -57,27 +58,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
             "object_detection": {"selected": "hog", "options": ["hog", "face"]},
             "video_tracking": {"selected": "hog-bytetrack", "options": ["hog-bytetrack"]},
         },
-        "models": {
-            "hog": {"model_id": "opencv:hog_people", "family": "opencv_hog", "framework": "opencv"},
-            "face": {
-                "model_id": "opencv:haarcascade_frontalface_default.xml",
-                "family": "opencv_cascade",
-                "framework": "opencv",
-                "options": {"label": "face"},
-            },
-            "ocr": {
-                "model_id": "rapidocr:ppocr",
-                "family": "rapidocr",
-                "framework": "onnx",
-                "category": "ocr",
-            },
-            "hog-bytetrack": {
-                "model_id": "builtin:bytetrack",
-                "family": "detection_tracker",
-                "category": "tracking",
-                "options": {"detector": "hog"},
-            },
-        },
+        "models": offline_models(),
     }
     path = base / "models.yaml"
     path.write_text(yaml.safe_dump(config))
