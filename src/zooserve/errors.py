@@ -133,3 +133,9 @@ class InferenceFailed(ZooError):
     """An inference call crashed or ran past `inference_timeout_s`; its lane was replaced."""
 
     status, code = 503, "inference_failed"
+
+
+class NoEngineAvailable(ZooError):
+    """No language engine can serve the model now (down, unreachable, not launched): not load."""
+
+    status, code = 503, "no_engine_available"

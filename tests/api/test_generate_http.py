@@ -273,7 +273,7 @@ def test_no_engine_able_is_a_503_naming_each(client: httpx.Client) -> None:
     response = summarize(client, model="ghost")
     assert response.status_code == 503 and response.headers["Retry-After"]
     error = response.json()["error"]
-    assert error["code"] == "service_busy"
+    assert error["code"] == "no_engine_available"  # nothing can serve it: not "busy"
     failures = error["details"]["failures"]
     assert [f["engine"] for f in failures] == ["primary-down", "tf-serve"]
     assert "unreachable" in failures[0]["reason"]  # or "down: unreachable ..." once probed

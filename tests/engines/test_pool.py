@@ -15,7 +15,7 @@ from zooserve.engines.config import EngineSpec
 from zooserve.engines.launch import ManagedEngine, build_command
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
-from zooserve.errors import InvalidInput, ModelNotFound, ServiceBusy
+from zooserve.errors import InvalidInput, ModelNotFound, NoEngineAvailable
 from zooserve.manager import ModelManager
 
 SCRIPT = str(Path(__file__).with_name("sleepy_server.py"))
@@ -38,8 +38,9 @@ def make_pool(*urls: str) -> EnginePool:
 
 async def test_all_down_is_a_503_naming_each_then_known_down_engines_are_skipped() -> None:
     pool = make_pool(f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}/v1")
-    with pytest.raises(ServiceBusy) as caught:
+    with pytest.raises(NoEngineAvailable) as caught:  # absent, not busy: no service_busy
         await pool.generate(REQUEST)
+    assert caught.value.code == "no_engine_available"
     failures = caught.value.details["failures"]
     assert [f["engine"] for f in failures] == ["e0", "e1"]
     assert all("unreachable" in f["reason"] for f in failures)
@@ -48,7 +49,7 @@ async def test_all_down_is_a_503_naming_each_then_known_down_engines_are_skipped
     assert not pool.available("m")
 
     started = time.perf_counter()
-    with pytest.raises(ServiceBusy) as again:
+    with pytest.raises(NoEngineAvailable) as again:
         await pool.generate(REQUEST)
     assert all(f["reason"].startswith("down: unreachable") for f in again.value.details["failures"])
     assert time.perf_counter() - started < 1.0  # nothing was dialled

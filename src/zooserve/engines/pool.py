@@ -29,6 +29,7 @@ from zooserve.errors import (
     FamilyNotImplemented,
     InvalidInput,
     MissingDependency,
+    NoEngineAvailable,
     ServiceBusy,
     ZooError,
 )
@@ -224,9 +225,16 @@ class EnginePool:
     def _all_failed(model: str, failures: list[EngineFailure]) -> ZooError:
         details: dict[str, Any] = {"model": model, "failures": [f.to_dict() for f in failures]}
         summary = "; ".join(f"{f.engine}: {f.reason}" for f in failures)
-        if any(f.retryable for f in failures):
+        if any(f.retryable and _overloaded(f) for f in failures):
             return ServiceBusy(
-                f"no engine could serve {model!r}: {summary}", details, retry_after=10
+                f"no engine could serve {model!r} now: {summary}", details, retry_after=10
+            )
+        if not failures or any(f.retryable for f in failures):
+            return NoEngineAvailable(
+                f"no engine is available for {model!r}: "
+                f"{summary or 'no engine is configured (engines: in the config)'}",
+                details,
+                retry_after=30,
             )
         for failure in failures:
             if failure.code in _FINAL_ERRORS:
@@ -305,3 +313,9 @@ class EnginePool:
             "engines": [s.spec.name for s in self.engines_for(model)],
             "engine_available": self.available(model),
         }
+
+
+def _overloaded(failure: EngineFailure) -> bool:
+    """Busy rather than absent: the engine answered 429/503 or did not answer in time."""
+    reason = failure.reason.lower()
+    return failure.status in (429, 503) or "timed out" in reason or "timeout" in reason
