@@ -33,6 +33,7 @@ from tests.videos import encode_video
 from zooserve.samples import install_samples
 
 MODELS = ["hog", "face", "mtcnn", "plate"]
+KINDS = ["detect", "detect", "track-drop", "job-cancel", "hostile"]
 
 
 def write_config(base: Path) -> Path:
@@ -54,7 +55,7 @@ def write_config(base: Path) -> Path:
 
 
 async def one(client: httpx.AsyncClient, rng: random.Random, corpus: list[str]) -> str:
-    kind = rng.choice(["detect", "detect", "track-drop", "job-cancel", "hostile"])
+    kind = rng.choice(KINDS)
     if kind == "detect":
         frames = rng.sample(range(250), rng.randint(1, 6))
         body = {
@@ -128,6 +129,9 @@ async def soak(url: str, pid: int, requests: int, concurrency: int, corpus: list
         "rss_first_mb": round(samples[0] / 2**20),
         "rss_peak_mb": round(max(samples) / 2**20),
         "rss_drift_mb": round((np.mean(samples[-tenth:]) - np.mean(samples[:tenth])) / 2**20, 1),
+        "rss_by_tenth_mb": [
+            round(np.mean(samples[i : i + tenth]) / 2**20) for i in range(0, len(samples), tenth)
+        ],
     }
 
 
@@ -135,7 +139,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=6)
+    parser.add_argument("--only", choices=sorted(set(KINDS)), help="one kind of request only")
     args = parser.parse_args()
+    if args.only:
+        KINDS[:] = [args.only]
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp))
         corpus = sorted(p.name for p in (Path(tmp) / "media" / "corpus").iterdir())

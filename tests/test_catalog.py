@@ -48,7 +48,8 @@ def test_shipped_config_is_valid_and_lists_the_zoo() -> None:
         if m.category not in {"tracking", "summarization", "ontology"}
     ]
     assert len(zoo) >= 23
-    assert config.models["yolo26-general"].enabled is False
+    assert config.models["yolo26-general"].enabled  # YOLO26 weights are published
+    assert config.models["yolo26-general"].source.ultralytics == "yolo26n.pt"
     # The OpenCV detectors ship inside opencv-python-headless 4.14, so they are available offline.
     for name in ("opencv-hog-people", "opencv-face", "opencv-plate"):
         assert catalog.locate(config, config.models[name]) is not None, name
@@ -142,3 +143,110 @@ def test_family_inferred_from_checkpoint_config(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, data))
     spec = config.models["gd"]
     assert catalog.infer_family(config, spec, catalog.locate(config, spec)) == "grounding_dino"
+
+
+#: The seed's language-model ids, under the seed's task names.
+SEED_MODELS = {
+    "video_summarization": [
+        "llama-4-maverick",
+        "gemma-3-27b",
+        "qwen2-5-vl-72b",
+        "internvl3-78b",
+        "pixtral-large",
+    ],
+    "ontology_augmentation": ["llama-4-scout", "llama-3-3-70b", "deepseek-v3"],
+}
+
+
+def test_every_shipped_model_can_be_fetched_or_says_why_not() -> None:
+    config = load_config(SHIPPED)
+    for name, spec in config.models.items():
+        if catalog.is_builtin_id(spec.model_id):
+            assert spec.source is None, name  # ships in a package
+            continue
+        assert spec.source is not None, f"{name}: no source and no reason"
+        if spec.source.kind == "none":
+            assert len(str(spec.source.none)) > 40, name  # a reason a person can act on
+        elif spec.source.kind == "repo":
+            assert spec.source.files, name
+        if catalog.is_hub_id(spec.model_id) and spec.source.kind == "repo":
+            assert spec.source.repo == spec.model_id, name  # the loader finds it by model_id
+    unfetchable = [n for n, m in config.models.items() if m.source and m.source.kind == "none"]
+    assert unfetchable == ["vehicle-segment-classification"]
+
+
+def test_shipped_zoo_facts_are_current() -> None:
+    models = load_config(SHIPPED).models
+    assert models["vitpose-small"].model_id == "usyd-community/vitpose-plus-small"
+    damage = models["vehicle-damage-detection"]
+    assert "yolo11x-seg" in damage.model_id and (damage.vram_mb or 0) >= 500
+    assert models["threat-detection-yolov8n"].source.files == ["weights/best.pt"]
+    weather = models["weather-classification"].source
+    assert "model.safetensors" in weather.files and not any("*" in f for f in weather.files)
+    gd = models["grounding-dino-base"]
+    assert "1.5 has no open weights" in gd.description
+    assert "Grounding DINO 1.5" in SHIPPED.read_text()
+
+
+def test_the_seeds_language_models_answer_under_the_seeds_ids() -> None:
+    config = load_config(SHIPPED)
+    served = {m for engine in config.engines for m in engine.models}
+    for task, names in SEED_MODELS.items():
+        for name in names:
+            assert name in config.tasks[task].options, (task, name)  # type: ignore[index]
+            spec = config.models[name]
+            assert catalog.is_hub_id(spec.model_id) and spec.framework in ("sglang", "vllm")
+            assert (spec.vram_mb or 0) > 16000, name
+            assert name in served, name
+    variants = {m.variant_of: n for n, m in config.models.items() if m.variant_of}
+    assert variants["gemma-3-27b"] == "gemma-3-27b-w4a16"
+    assert config.models[variants["qwen2-5-vl-72b"]].model_id == "Qwen/Qwen2.5-VL-72B-Instruct-AWQ"
+    assert set(variants) >= {"llama-4-maverick", "llama-4-scout", "llama-3-3-70b", "deepseek-v3"}
+    for base, variant in variants.items():
+        assert config.models[variant].vram_mb < config.models[base].vram_mb, variant
+
+
+def test_selecting_a_seed_model_is_no_startup_error(tmp_path: Path) -> None:
+    from zooserve.engines.pool import EnginePool
+    from zooserve.manager import ModelManager
+
+    data = yaml.safe_load(SHIPPED.read_text())
+    data["tasks"]["video_summarization"]["selected"] = "gemma-3-27b"
+    data["tasks"]["ontology_augmentation"]["selected"] = "llama-3-3-70b"
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    pool = EnginePool(config, ModelManager(config))
+    assert pool.select_model("video_summarization", None) == "gemma-3-27b"
+    assert pool.select_model("ontology_augmentation", None) == "llama-3-3-70b"
+
+
+@pytest.mark.parametrize(
+    ("source", "model_id", "expected"),
+    [
+        ({"repo": "org/m"}, "org/m", "lists the files to take"),
+        ({"repo": "org/m", "files": ["a"], "none": "x"}, "org/m", "exactly one of"),
+        ({"repo": "org/other", "files": ["a"]}, "org/m", "must be the same"),
+        ({"ultralytics": "yolo26n.pt"}, "org/m", "needs a local model_id"),
+        ({"none": "why"}, "org/m", None),
+        ({"repo": "org/m", "files": ["a"], "sha256": {"a": "xyz"}}, "org/m", "64 lowercase hex"),
+    ],
+)
+def test_source_mistakes_are_startup_errors(
+    tmp_path: Path, source: dict, model_id: str, expected: str | None
+) -> None:
+    data = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    data["models"]["m"] = {"model_id": model_id, "source": source}
+    path = write(tmp_path, data)
+    if expected is None:
+        assert load_config(path).models["m"].source.none == "why"
+        return
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path)
+
+
+def test_variant_of_must_name_a_model(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    data["models"]["q"] = {"model_id": "org/q-awq", "variant_of": "ghost"}
+    with pytest.raises(ConfigError, match="variant_of names 'ghost'"):
+        load_config(write(tmp_path, data))

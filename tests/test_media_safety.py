@@ -95,10 +95,12 @@ def test_close_from_another_thread_never_races_a_decode(tmp_path: Path) -> None:
         media = MediaSource.open(video)
         started = threading.Event()
 
-        def read(media: MediaSource = media, started: threading.Event = started) -> None:
+        def read(
+            media: MediaSource = media, started: threading.Event = started, last: int = 59 - round_
+        ) -> None:
             started.set()
             try:
-                media.read(list(range(0, 60, 2)) + [59 - round_])
+                media.read([*range(0, 60, 2), last])
                 outcomes.append("finished")
             except MediaClosed:
                 outcomes.append("stopped")

@@ -12,6 +12,7 @@ orders side by side: model-major (each model leased once) and the naive per-dete
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -21,8 +22,8 @@ import numpy as np
 import skimage.data
 import supervision as sv
 from rich.console import Console
-from rich.table import Table
 
+from zooserve.bench import failed_row, markdown_table, render_rows
 from zooserve.catalog import Config
 from zooserve.families.base import Detector, Image, ModelAdapter, make_detections
 from zooserve.families.kinds import ActionRecognizer, Classifier, PoseEstimator, Tracker
@@ -106,6 +107,41 @@ async def _exercise(manager: ModelManager, adapter: ModelAdapter, images: list[I
         manager, adapter, trigger, images, prompts=None, include_embeddings=False
     )
     return len(images)
+
+
+_ROW_KEYS = [
+    "model",
+    "family",
+    "kind",
+    "device",
+    "load_seconds",
+    "memory_mb",
+    "estimate_mb",
+    "seconds_per_item",
+    "recovered_mb",
+    "verified_unload",
+]
+#: The terminal table's columns (row key, short header); bench_zoo.md has every key.
+SUMMARY_COLUMNS = [
+    ("model", "model"),
+    ("kind", "kind"),
+    ("load_seconds", "load s"),
+    ("memory_mb", "MB"),
+    ("seconds_per_item", "s/item"),
+    ("recovered_mb", "freed MB"),
+]
+
+
+async def _measure_or_report(
+    manager: ModelManager, name: str, images: list[Image]
+) -> dict[str, Any]:
+    """The model's row; one that fails to load or run gets its error instead (the run goes on)."""
+    try:
+        return await _measure(manager, name, images)
+    except Exception as exc:  # any model's failure is its row's, not the whole run's
+        with contextlib.suppress(Exception):
+            await manager.unload(name, reason="zoo benchmark")
+        return failed_row(_ROW_KEYS, name, manager.states[name].spec.family, exc)
 
 
 async def _measure(manager: ModelManager, name: str, images: list[Image]) -> dict[str, Any]:
@@ -203,18 +239,21 @@ def run_zoo_bench(config: Config, out: Path, console: Console) -> dict[str, Any]
         try:
             names = zoo_models(config)
             missing = [n for n in names if not manager.available(n)]
-            rows = [await _measure(manager, n, images) for n in names if n not in missing]
+            rows = [await _measure_or_report(manager, n, images) for n in names if n not in missing]
             return rows, missing
         finally:
             await manager.close()
 
     rows, missing = asyncio.run(measure_all())
-    available = {row["model"] for row in rows}
+    measured_rows = [row for row in rows if not row.get("error")]
+    available = {row["model"] for row in measured_rows}
     triggers = runnable_triggers(config, available)
     used = {t.model for t in config.zoo.triggers if t.name in triggers}
-    budget_mb = max((row["memory_mb"] for row in rows if row["model"] in used), default=0.0)
+    budget_mb = max(
+        (row["memory_mb"] for row in measured_rows if row["model"] in used), default=0.0
+    )
     budget_mb = round(budget_mb * 1.05 + 0.01, 3)
-    measured = {row["model"]: row["memory_mb"] for row in rows}
+    measured = {row["model"]: row["memory_mb"] for row in measured_rows}
     orders = asyncio.run(_compare_orders(config, budget_mb, measured, triggers)) if triggers else []
     comparison: dict[str, Any] = {"budget_mb": budget_mb, "triggers": triggers, "orders": orders}
     if len(orders) == 2:
@@ -227,27 +266,17 @@ def run_zoo_bench(config: Config, out: Path, console: Console) -> dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_zoo.json").write_text(json.dumps(report, indent=2))
     (out / "bench_zoo.md").write_text(_markdown(report))
-    console.print(_table(rows))
-    console.print(_markdown({**report, "models": []}))
-    console.print(f"written: {out / 'bench_zoo.md'}, {out / 'bench_zoo.json'}")
+    render_rows(console, rows, SUMMARY_COLUMNS, title="zoo models (every column: bench_zoo.md)")
+    console.print(_markdown({**report, "models": []}), markup=False, soft_wrap=True)
+    console.print(f"written: {out / 'bench_zoo.md'}, {out / 'bench_zoo.json'}", soft_wrap=True)
     return report
-
-
-def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(*(rows[0].keys() if rows else ["model"]), title="zoo models")
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    return table
 
 
 def _markdown(report: dict[str, Any]) -> str:
     lines: list[str] = []
     rows = report["models"]
     if rows:
-        keys = list(rows[0])
-        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-        lines.append("")
+        lines += [markdown_table(rows)]
     if report["unavailable"]:
         lines += [f"not available here (not measured): {', '.join(report['unavailable'])}", ""]
     comparison = report["orders"]

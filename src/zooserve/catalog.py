@@ -31,6 +31,16 @@ _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
+def is_builtin_id(model_id: str) -> bool:
+    """`scheme:name`: weights that ship inside a package (nothing to download)."""
+    return bool(_BUILTIN_ID.match(model_id))
+
+
+def is_hub_id(model_id: str) -> bool:
+    """`org/name`: a model hub repository."""
+    return bool(_HUB_ID.match(model_id))
+
+
 def parse_keep_alive(value: str | float | int | None) -> float | None:
     """Seconds to keep an idle model; -1 (or any negative) pins it; None means the default."""
     if value is None or isinstance(value, int | float):
@@ -43,6 +53,52 @@ def parse_keep_alive(value: str | float | int | None) -> float | None:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ModelSource(_Strict):
+    """Where `zooserve models pull` fetches a model's weights: exactly one of `repo` (a hub repo
+    and the files to take), `ultralytics` (an asset name) or `none` (why there is no public
+    source). Models whose id names a package (`opencv:`, `rapidocr:`, ...) need none."""
+
+    repo: str | None = None
+    #: Files to take from `repo`: paths, globs (`*.json`; matching none is fine) or
+    #: alternatives `model.safetensors|pytorch_model.bin` (the first the repo has).
+    files: list[str] = Field(default_factory=list)
+    revision: str | None = None
+    #: An Ultralytics release asset (e.g. yolo26n.pt), from github.com/ultralytics/assets.
+    ultralytics: str | None = None
+    release: str = "v8.4.0"
+    #: file name -> expected sha256 (hex), checked after the download.
+    sha256: dict[str, str] = Field(default_factory=dict)
+    none: str | None = None
+    #: Licence or caveat shown by `zooserve models pull` (gated, non-commercial, AGPL, ...).
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ModelSource:
+        kinds = [k for k in ("repo", "ultralytics", "none") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError(
+                "give exactly one of repo (with files), ultralytics or none (a reason)"
+            )
+        if self.repo is not None:
+            if not _HUB_ID.match(self.repo):
+                raise ValueError(f"repo must be a hub id like org/name, got {self.repo!r}")
+            if not self.files:
+                raise ValueError("a repo source lists the files to take (paths or globs)")
+        elif self.files:
+            raise ValueError("files belongs to a repo source")
+        bad = [name for name, digest in self.sha256.items() if not _SHA256.match(digest)]
+        if bad:
+            raise ValueError(f"sha256 values must be 64 lowercase hex digits: {bad}")
+        return self
+
+    @property
+    def kind(self) -> Literal["repo", "ultralytics", "none"]:
+        return "repo" if self.repo else "ultralytics" if self.ultralytics else "none"
 
 
 class ModelSpec(_Strict):
@@ -60,6 +116,11 @@ class ModelSpec(_Strict):
     description: str = ""
     #: Family-specific settings (e.g. which OpenCV cascade, default prompts).
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Where `zooserve models pull` fetches the weights. None: a package ships them, or a hub
+    #: model_id takes its configs and safetensors (zooserve.pull.DEFAULT_FILES).
+    source: ModelSource | None = None
+    #: This entry is a pre-quantized (4-bit, FP8, AWQ) build of that model.
+    variant_of: str | None = None
 
     @field_validator("keep_alive")
     @classmethod
@@ -168,6 +229,8 @@ class Config(_Strict):
                         f"tasks.{task}.options names {option!r}, which is not under models: "
                         f"(known: {sorted(self.models)})"
                     )
+        for name, model in self.models.items():
+            _check_source(self, name, model)
         check_trigger_models(self.zoo.triggers, self.models)
         return self
 
@@ -194,6 +257,29 @@ class Config(_Strict):
 
     def task_models(self) -> dict[str, list[str]]:
         return {task: list(spec.options) for task, spec in self.tasks.items()}
+
+
+def _check_source(config: Config, name: str, spec: ModelSpec) -> None:
+    """A source must land where the model's loader looks for it (its model_id)."""
+    if spec.variant_of is not None and spec.variant_of not in config.models:
+        raise ValueError(f"models.{name}.variant_of names {spec.variant_of!r}, not under models:")
+    source = spec.source
+    if source is None or source.kind == "none":
+        return
+    model_id = spec.model_id
+    if _BUILTIN_ID.match(model_id):
+        raise ValueError(f"models.{name}.source: {model_id!r} ships in a package; remove source")
+    local = "{MODEL_ZOO_PATH}" in model_id or not _HUB_ID.match(model_id)
+    if source.kind == "ultralytics" and not local:
+        raise ValueError(
+            f"models.{name}.source: an ultralytics asset needs a local model_id "
+            f"(e.g. {{MODEL_ZOO_PATH}}/{source.ultralytics})"
+        )
+    if source.kind == "repo" and not local and source.repo != model_id:
+        raise ValueError(
+            f"models.{name}.source.repo is {source.repo!r} but model_id is {model_id!r}: "
+            "hub models are found in the cache by model_id, so they must be the same"
+        )
 
 
 def _env_overrides() -> dict[str, Any]:
@@ -274,12 +360,12 @@ MODEL_TYPE_TO_FAMILY = {
 }
 
 
-def _hub_snapshot(model_id: str) -> Path | None:
+def _hub_snapshot(model_id: str, revision: str | None = None) -> Path | None:
     """The local snapshot dir of a hub model if it is in the cache; never downloads."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model_id, local_files_only=True))
+        return Path(snapshot_download(model_id, revision=revision, local_files_only=True))
     except Exception:
         return None
 
@@ -299,7 +385,8 @@ def locate(config: Config, spec: ModelSpec) -> str | None:
         return model_id
     if not _HUB_ID.match(model_id):
         return None  # a local path that does not exist
-    snapshot = _hub_snapshot(model_id)
+    revision = spec.source.revision if spec.source else None
+    snapshot = _hub_snapshot(model_id, revision)
     return str(snapshot) if snapshot else None
 
 

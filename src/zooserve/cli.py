@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,11 +148,11 @@ def detect(
     config: ConfigOption = None,
 ) -> None:
     """Detect objects in FILE (locally, or on the server given by --url)."""
-    from zooserve.cli_tasks import run_detect
+    from zooserve.cli_tasks import config_loader, run_detect
 
     _logging("warning")
     run_detect(
-        _config(config),
+        config_loader(config),
         file,
         frames,
         sample,
@@ -190,8 +189,8 @@ def track(
     config: ConfigOption = None,
 ) -> None:
     """Track objects through FILE (locally, or on the server given by --url)."""
+    from zooserve.cli_tasks import config_loader, print_result, run_task, write_tracks
     from zooserve.cli_tasks import console as stderr
-    from zooserve.cli_tasks import print_result, run_task, write_tracks
 
     _logging("warning")
     object_prompts: list[Any] = [p.strip() for p in (prompts or "").split(",") if p.strip()]
@@ -210,7 +209,7 @@ def track(
     }
     if model:
         body["tracking_model"] = model
-    result = run_task("track", _config(config), file, body, url, api_key)
+    result = run_task("track", config_loader(config), file, body, url, api_key)
     print_result("track", result, as_json)
     if annotate:
         stderr.print(f"annotated: {write_tracks(file, annotate, result)}")
@@ -231,7 +230,7 @@ def enrich(
     config: ConfigOption = None,
 ) -> None:
     """Enrich detections in FILE with the zoo (each needed model loads once)."""
-    from zooserve.cli_tasks import print_result, run_task
+    from zooserve.cli_tasks import config_loader, print_result, run_task
 
     _logging("warning")
     body: dict[str, Any] = {"confidence_threshold": threshold}
@@ -245,7 +244,9 @@ def enrich(
             body[key] = [v.strip() for v in value.split(",") if v.strip()]
     if model:
         body["model"] = model
-    print_result("enrich", run_task("enrich", _config(config), file, body, url, api_key), as_json)
+    print_result(
+        "enrich", run_task("enrich", config_loader(config), file, body, url, api_key), as_json
+    )
 
 
 @app.command()
@@ -263,7 +264,7 @@ def summarize(
     config: ConfigOption = None,
 ) -> None:
     """Summarize FILE for a persona with a vision-language model (through the engines)."""
-    from zooserve.cli_tasks import print_result, run_task
+    from zooserve.cli_tasks import config_loader, print_result, run_task
 
     _logging("warning")
     body: dict[str, Any] = {
@@ -273,7 +274,7 @@ def summarize(
     }
     if model:
         body["model"] = model
-    result = run_task("summarize", _config(config), file, body, url, api_key)
+    result = run_task("summarize", config_loader(config), file, body, url, api_key)
     print_result("summarize", result, as_json)
 
 
@@ -413,47 +414,69 @@ def models_list(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "family", "category", "framework", "est. MB", "available")
+    table = Table(title="configured models")
+    for header in ("name", "family", "category", "framework", "est. MB", "here"):
+        table.add_column(header, overflow="fold")
     for row in rows:
         mark = (
             "[green]yes[/green]"
             if row["available"]
-            else (
-                "[dim]disabled[/dim]"
-                if not row["enabled"]
-                else f"[yellow]no[/yellow] ({row['fetch_with']})"
-            )
+            else ("[dim]disabled[/dim]" if not row["enabled"] else "[yellow]no[/yellow]")
         )
         table.add_row(
             str(row["name"]),
             str(row["family"]),
             str(row["category"]),
             str(row["framework"]),
-            f"{row['vram_mb'] or ''}",
+            "" if row["vram_mb"] is None else f"{row['vram_mb']:g}",
             mark,
         )
     console.print(table)
+    if any(row["fetch_with"] for row in rows):
+        console.print(
+            "[yellow]no[/yellow]: not on this machine; fetch with `zooserve models pull NAME` "
+            "(or --all, or --task TASK; needs network)"
+        )
 
 
 @models_app.command("pull")
-def models_pull(name: str, config: ConfigOption = None) -> None:
-    """Download a hub model into the local cache (needs network; refuses when offline)."""
-    cfg = _config(config)
-    spec = cfg.models.get(name)
-    if spec is None:
-        console.print(f"[red]unknown model {name!r}[/red]; known: {', '.join(sorted(cfg.models))}")
-        raise typer.Exit(2)
-    model_id = cfg.expand_model_id(spec)
-    if spec.framework == "opencv" or Path(model_id).exists():
-        console.print(f"{name} needs no download ({model_id})")
-        return
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        console.print("[red]HF_HUB_OFFLINE=1: refusing to download[/red] (unset it to pull)")
-        raise typer.Exit(1)
-    if spec.framework == "ultralytics" or model_id.startswith("/"):
-        console.print(f"[red]{name} is a local file[/red]: place it at {model_id}")
-        raise typer.Exit(1)
-    from huggingface_hub import snapshot_download
+def models_pull(
+    name: Annotated[str | None, typer.Argument(help="the model to fetch")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every configured model")] = False,
+    task: Annotated[
+        str | None, typer.Option("--task", help="a task's options (or `zoo`: the triggers' models)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Fetch only the files each model's `source:` names, verify them, report each model.
 
-    path = snapshot_download(model_id)
-    console.print(f"[green]pulled[/green] {name} -> {path}")
+    Needs network (refused with HF_HUB_OFFLINE=1). Exit code 1 when any model failed."""
+    from zooserve.pull import PullError, pull_models, select_models
+
+    cfg = _config(config)
+    try:
+        names = select_models(cfg, name, every, task)
+        results = pull_models(cfg, names, say=console.print)
+    except PullError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1 if "HF_HUB_OFFLINE" in str(exc) else 2) from exc
+    table = Table("model", "result", "where / why", title="models pull")
+    for result in results:
+        if result.ok:
+            mark, detail = f"[green]{result.status}[/green]", str(result.path)
+        elif result.status == "no_source":
+            mark, detail = "[yellow]no source[/yellow]", str(result.reason)
+        else:
+            mark, detail = "[red]failed[/red]", str(result.reason)
+        table.add_row(result.model, mark, detail)
+    console.print(table)
+    # A model without a public source fails the run only when it was asked for by name.
+    failed = [r for r in results if r.status == "failed" or (r.status == "no_source" and name)]
+    if failed:
+        console.print(f"[red]not fetched:[/red] {', '.join(r.model for r in failed)}")
+        raise typer.Exit(1)
+
+
+from zooserve.cli_tasks import ocr as _ocr  # noqa: E402  (light: heavy imports are lazy)
+
+app.command("ocr")(_ocr)

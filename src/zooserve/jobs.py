@@ -3,6 +3,12 @@ persistence so a restart keeps every job's state and finished results.
 
 A job that was running when the process died is marked failed with the reason (its partial
 work is not resumable); jobs still queued are queued again.
+
+Storage is bounded by count and age, not by uptime: finished jobs beyond the `keep` most
+recently finished, or finished more than `max_age_s` ago, are pruned from memory and SQLite
+at start-up and whenever a job finishes (queued and running jobs never are). Memory holds
+each job's metadata only: a finished job's result (and body) live in SQLite, read when a
+caller asks for that job.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +31,8 @@ from zooserve.errors import ZooError
 
 log = logging.getLogger("zooserve.jobs")
 TERMINAL = ("succeeded", "failed", "cancelled")
+#: Rows deleted per statement (SQLite caps the number of bound variables).
+_DELETE_CHUNK = 500
 #: progress(done, total) -> None
 Progress = Callable[[int, int], None]
 #: A task runner: (body, progress) -> JSON-serialisable result.
@@ -52,6 +60,15 @@ class Job:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    #: Reads the stored result by job id, for a finished job whose result is not in memory.
+    read_result: Callable[[str], dict[str, Any] | None] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def ended_at(self) -> float:
+        """When it finished (rows written before finished_at existed: when it was created)."""
+        return self.finished_at if self.finished_at is not None else self.created_at
 
     def to_dict(self, with_result: bool = True) -> dict[str, Any]:
         data = {
@@ -65,8 +82,26 @@ class Job:
             "finished_at": self.finished_at,
         }
         if with_result:
-            data["result"] = self.result
+            result = self.result
+            if result is None and self.status == "succeeded" and self.read_result is not None:
+                result = self.read_result(self.id)
+            data["result"] = result
         return data
+
+
+def expired(jobs: Iterable[Job], keep: int, max_age_s: float, now: float) -> list[str]:
+    """Ids of the finished jobs to prune: all but the `keep` most recently finished, and any
+    finished more than `max_age_s` before `now`. Queued and running jobs are never expired."""
+    finished = sorted(
+        (job for job in jobs if job.status in TERMINAL),
+        key=lambda job: (job.ended_at, job.created_at, job.id),
+        reverse=True,
+    )
+    return [
+        job.id
+        for rank, job in enumerate(finished)
+        if rank >= keep or now - job.ended_at > max_age_s
+    ]
 
 
 class JobStore:
@@ -105,35 +140,65 @@ class JobStore:
             db.execute("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
 
     def load_all(self) -> list[Job]:
+        """Every job's metadata, oldest first: no results, and bodies only of the jobs that
+        still need them (queued or running), so start-up reads little whatever was stored."""
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs ORDER BY created_at").fetchall()
+            rows = db.execute(
+                "SELECT id, task, CASE WHEN status IN ('queued', 'running') THEN body END,"
+                " status, done, total, error, created_at, started_at, finished_at"
+                " FROM jobs ORDER BY created_at"
+            ).fetchall()
         return [
             Job(
                 id=r[0],
                 task=r[1],
-                body=json.loads(r[2]),
+                body=json.loads(r[2]) if r[2] else {},
                 status=r[3],
                 done=r[4],
                 total=r[5],
-                result=json.loads(r[6]) if r[6] else None,
-                error=json.loads(r[7]) if r[7] else None,
-                created_at=r[8],
-                started_at=r[9],
-                finished_at=r[10],
+                error=json.loads(r[6]) if r[6] else None,
+                created_at=r[7],
+                started_at=r[8],
+                finished_at=r[9],
             )
             for r in rows
         ]
 
+    def load_result(self, job_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """(whether the job's row exists, its stored result)."""
+        with self._connect() as db:
+            row = db.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return False, None
+        return True, json.loads(row[0]) if row[0] else None
+
+    def delete(self, job_ids: list[str]) -> None:
+        with self._connect() as db:
+            for start in range(0, len(job_ids), _DELETE_CHUNK):
+                chunk = job_ids[start : start + _DELETE_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
+
 
 class JobRunner:
-    """Queue + workers. `tasks` maps a task name to its runner."""
+    """Queue + workers. `tasks` maps a task name to its runner; `keep` and `max_age_s` bound
+    the finished jobs kept (the config's `jobs_keep`, `jobs_max_age_s`)."""
 
     def __init__(
-        self, store: JobStore, tasks: dict[str, TaskRunner], max_queued: int, workers: int = 1
+        self,
+        store: JobStore,
+        tasks: dict[str, TaskRunner],
+        max_queued: int,
+        workers: int = 1,
+        *,
+        keep: int = 200,
+        max_age_s: float = 7 * 24 * 3600,
     ) -> None:
         self.store = store
         self.tasks = tasks
         self.max_queued = max_queued
+        self.keep = keep
+        self.max_age_s = max_age_s
         self.jobs: dict[str, Job] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -147,8 +212,10 @@ class JobRunner:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="zooserve-jobs-db")
 
     async def start(self) -> None:
-        """Restore persisted jobs: running -> failed (interrupted), queued -> queued again."""
+        """Restore persisted jobs: running -> failed (interrupted), queued -> queued again;
+        then prune what is over the count or age."""
         for job in await asyncio.to_thread(self.store.load_all):
+            job.read_result = self._read_result
             self.jobs[job.id] = job
             if job.status == "running":
                 job.status, job.finished_at = "failed", time.time()
@@ -159,6 +226,7 @@ class JobRunner:
                 await self._save(job)
             elif job.status == "queued":
                 self._queue.put_nowait(job.id)
+        await self._prune()
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
 
     async def close(self) -> None:
@@ -186,7 +254,7 @@ class JobRunner:
                 {"queued": queued},
                 retry_after=10,
             )
-        job = Job(id=uuid.uuid4().hex, task=task, body=body)
+        job = Job(id=uuid.uuid4().hex, task=task, body=body, read_result=self._read_result)
         self.jobs[job.id] = job
         self._submitting += 1
         try:
@@ -199,8 +267,22 @@ class JobRunner:
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None:
-            raise JobNotFound(f"no job {job_id!r}")
+            raise self._not_found(job_id)
         return job
+
+    def _not_found(self, job_id: str) -> JobNotFound:
+        return JobNotFound(
+            f"no job {job_id!r}: it does not exist, or it finished and was pruned (the "
+            f"{self.keep} most recently finished jobs are kept, for {self.max_age_s:g} s each)",
+            {"job_id": job_id, "jobs_keep": self.keep, "jobs_max_age_s": self.max_age_s},
+        )
+
+    def _read_result(self, job_id: str) -> dict[str, Any] | None:
+        """A finished job's result from SQLite (short; the row is read by its key)."""
+        found, result = self.store.load_result(job_id)
+        if not found:  # pruned between the lookup and this read
+            raise self._not_found(job_id)
+        return result
 
     async def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)
@@ -238,13 +320,21 @@ class JobRunner:
             job, status=status, result=result, error=error, finished_at=time.time()
         )
         await self._save(final)
-        job.status, job.result, job.error, job.finished_at = (
-            status,
-            result,
-            error,
-            final.finished_at,
-        )
+        # Memory keeps the metadata; the result and body are read back from SQLite when asked.
+        job.status, job.result, job.error, job.finished_at = status, None, error, final.finished_at
+        job.body = {}
         await self._notify()
+        await self._prune()
+
+    async def _prune(self) -> None:
+        """Drop expired finished jobs from memory now and from SQLite on the writer (after
+        every write already queued, so a pruned row is never written again)."""
+        gone = expired(self.jobs.values(), self.keep, self.max_age_s, time.time())
+        if not gone:
+            return
+        for job_id in gone:
+            del self.jobs[job_id]
+        await asyncio.get_running_loop().run_in_executor(self._writer, self.store.delete, gone)
 
     async def _save(self, job: Job) -> None:
         """Write a snapshot of `job` (the loop keeps changing the live one) on the writer."""
@@ -253,8 +343,9 @@ class JobRunner:
 
     async def _work(self) -> None:
         while True:
-            job = self.jobs[await self._queue.get()]
-            if job.status != "queued" or job.id in self._cancelling:  # cancelled while waiting
+            job = self.jobs.get(await self._queue.get())
+            # Cancelled while waiting (and perhaps pruned since): nothing to run.
+            if job is None or job.status != "queued" or job.id in self._cancelling:
                 continue
             task = asyncio.create_task(self._run(job))
             self._running[job.id] = task

@@ -253,9 +253,17 @@ class ModelManager:
     def source(self, spec: ModelSpec) -> str | None:
         return catalog.locate(self.config, spec)
 
-    def available(self, name: str) -> bool:
+    def available(self, name: str, _seen: frozenset[str] = frozenset()) -> bool:
+        """Enabled and its weights are here; a composite model (a detection tracker) only if
+        the detector it names is available too."""
         spec = self.state(name).spec
-        return spec.enabled and self.source(spec) is not None
+        if not (spec.enabled and self.source(spec) is not None):
+            return False
+        detector = spec.options.get("detector") if spec.family == "detection_tracker" else None
+        if detector is None:
+            return True
+        seen = _seen | {name}
+        return detector in self.states and detector not in seen and self.available(detector, seen)
 
     def estimate_bytes(self, state: ModelState, source: str | None = None) -> int:
         """Measured footprint when known, else the config's vram_mb, else weight-file size."""

@@ -18,7 +18,7 @@ def unload_all(client: httpx.Client) -> None:
 
 def test_health_shape(client: httpx.Client) -> None:
     body = client.get("/health").json()
-    assert body["status"] == "ok" and body["device"] == "cpu"
+    assert body["status"] == "healthy" and body["device"] == "cpu"
     assert body["memory_budget_mb"] == pytest.approx(0.9)
     assert set(body) >= {
         "models_loaded",

@@ -155,7 +155,7 @@ def test_box_and_mask_prompts_keep_the_callers_ids(client: httpx.Client) -> None
 BOX = {"object_id": 1, "box": [10, 10, 40, 40]}
 BAD_PROMPTS = [
     ({"prompts": []}, "prompts must not be empty"),
-    ({"prompts": [{**BOX, "box": [300, 10, 330, 40]}]}, "outside the 320x128 frame"),
+    ({"prompts": [{**BOX, "box": [330, 10, 360, 40]}]}, "outside the 320x128 frame"),
     ({"prompts": [{"object_id": 1, "points": [[400, 5]]}]}, r"point \(400.0, 5.0\) is outside"),
     (
         {"prompts": [BOX, {"object_id": 4, "points": [[5, 5]], "point_labels": [0]}]},

@@ -216,3 +216,62 @@ def test_contract_edges() -> None:
     spec = ModelSpec(name="bt", model_id="builtin:bytetrack", family="detection_tracker")
     with pytest.raises(ConfigError, match=r"models\.bt\.options\.detector"):
         DetectionTracker(spec, spec.model_id, "cpu").load()
+
+
+# --- lost tracks (issue 12): kept for lost_track_frames, re-associated when they come back ----
+
+
+def test_a_box_prompted_object_missed_right_after_its_prompt_coasts_and_comes_back() -> None:
+    """ByteTrack drops a track it has seen once on its second missed frame; a prompted object
+    must instead stay `occluded` under its id, and take the id back when detected again."""
+    prompt = TrackPrompt(object_id=42, frame_number=0, box=SCENE.boxes(0)[2])  # blue
+    hidden = range(1, 6)
+    frames = run(make_tracker(), prompts=[prompt], skip={f: frozenset({2}) for f in hidden})
+    for f in hidden:
+        (blue,) = frames[f]
+        assert blue.object_id == 42 and blue.occluded and blue.score == 0.0, f
+    for f in range(6, 16):
+        (blue,) = frames[f]
+        assert blue.object_id == 42 and not blue.occluded, f
+        assert iou(blue.box, SCENE.boxes(f)[2]) > 0.6, f
+
+
+def test_an_object_is_dropped_only_after_lost_track_frames() -> None:
+    prompt = TrackPrompt(object_id=7, frame_number=0, box=SCENE.boxes(0)[2])
+    frames = run(
+        make_tracker(lost_track_frames=4),
+        prompts=[prompt],
+        skip={f: frozenset({2}) for f in range(1, 12)},
+    )
+    assert [len(frames[f]) for f in range(1, 8)] == [1, 1, 1, 1, 0, 0, 0]
+    assert all(o.occluded for f in range(1, 5) for o in frames[f])
+
+
+def stop_and_go(frame: int) -> Box:
+    """A 24x22 box moving right 4 px a frame until frame 6, then standing still."""
+    x = 20.0 + 4.0 * min(frame, 6)
+    return (x, 40.0, x + 24.0, 62.0)
+
+
+def test_an_object_that_stopped_while_hidden_gets_its_id_back() -> None:
+    """The Kalman prediction keeps the last velocity and drifts away from an object that
+    stopped while hidden: a new track born where it was last seen takes its id back."""
+    hidden = range(7, 19)
+    tracker = make_tracker()
+    session = tracker.start(
+        [TrackPrompt(object_id=3, frame_number=0, box=stop_and_go(0))], SCENE.width, SCENE.height
+    )
+    seen = []
+    for f in range(26):
+        boxes = np.empty((0, 4), np.float32) if f in hidden else np.array([stop_and_go(f)])
+        found = sv.Detections(
+            xyxy=boxes.astype(np.float32), confidence=np.full(len(boxes), 0.9, np.float32)
+        )
+        seen.append(tracker.step_with_detections(session, f, found))
+    assert all(o.occluded for f in hidden for o in seen[f])
+    drifted = seen[hidden[-1]][0].box
+    assert iou(drifted, stop_and_go(hidden[-1])) < 0.1, "the scene must defeat the prediction"
+    for f in range(hidden[-1] + 1, 26):
+        (back,) = seen[f]
+        assert back.object_id == 3 and not back.occluded
+        assert iou(back.box, stop_and_go(f)) > 0.9

@@ -10,7 +10,7 @@ import pytest
 from tests.engines.families import engine_families  # noqa: F401 - fixture
 from zooserve.catalog import Config
 from zooserve.engines.pool import EnginePool
-from zooserve.errors import InvalidInput, ServiceBusy
+from zooserve.errors import InvalidInput, NoEngineAvailable
 from zooserve.manager import ModelManager
 from zooserve.pipelines.augment import (
     Ontology,
@@ -108,7 +108,7 @@ def test_prompt_lists_the_existing_ontology() -> None:
 
 async def test_no_engine_is_a_503_and_a_blank_persona_a_422() -> None:
     pool = pool_with({})
-    with pytest.raises(ServiceBusy) as caught:
+    with pytest.raises(NoEngineAvailable) as caught:
         await augment(pool, "security", Ontology())
     assert caught.value.details["failures"][0]["engine"] == "down"
     with pytest.raises(InvalidInput, match="persona_name"):

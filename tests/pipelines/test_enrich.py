@@ -208,7 +208,7 @@ async def test_a_batch_runs_each_needed_model_once_in_dependency_order(
     (plate,) = car.enrichments["plates"]
     # inside the padded crop (x 0..330, y 6..272); a random box of zero width is widened to 1 px
     assert 0 <= plate.box[0] < plate.box[2] <= 331 and 6 <= plate.box[1] < plate.box[3] <= 272
-    assert set(plate.enrichments["plate_text"]) == {"text", "score", "lines"}
+    assert set(plate.enrichments["plate_text"]) == {"text", "score", "lines", "coordinates"}
 
     (cat,) = by_label(result, 2, "cat")
     assert cat.enrichments["pet"]["label"] in VEHICLES  # the tiny ResNet's classes

@@ -1,16 +1,87 @@
-"""Health and model management: /health, /models/info, /models/load, /models/unload."""
+"""Health and model management: /health, /models/info, /models/load, /models/unload.
+
+/health is public (liveness): without the API key, when one is configured, it says status,
+device and memory only; loaded models and engine details need the key. Engine details are
+redacted on every route (launch argv, URLs and errors carry engine tokens).
+"""
 
 from __future__ import annotations
 
+import hmac
+import os
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
 
+from zooserve.api.middleware import ServiceMiddleware
 from zooserve.api.schemas import HealthResponse, ModelRef, ModelsInfoResponse
+from zooserve.engines.health import engine_secrets, redact
 from zooserve.manager import ModelManager
 from zooserve.memory import MB, nvml_device_memory, rss_bytes
 
 router = APIRouter()
+#: What the seed's clients wait for in /health's `status`.
+HEALTHY = "healthy"
+
+
+class PublicHealthResponse(BaseModel):
+    """/health for a caller without the key: liveness and memory, nothing about models."""
+
+    model_config = ConfigDict(extra="forbid")  # never mistaken for the full answer
+
+    status: str
+    device: str
+    gpu_memory_allocated: int | None
+    gpu_memory_reserved: int | None
+    memory_budget_mb: float
+    memory_used_mb: float
+    process_rss_mb: float
+    nvml: dict[str, int] | None = None
+
+
+def configured_key(request: Request) -> str | None:
+    """The API key the service middleware enforces (None: the service runs without one)."""
+    key = getattr(request.app.state, "api_key", None)
+    if isinstance(key, str) and key:
+        return key
+    for middleware in request.app.user_middleware:
+        if middleware.cls is ServiceMiddleware:
+            found = middleware.kwargs.get("api_key")
+            return found if isinstance(found, str) and found else None
+    return os.environ.get("ZOOSERVE_API_KEY") or None
+
+
+def holds_key(request: Request) -> bool:
+    """Whether the caller may see details: no key is configured, or it presented the key
+    (`Authorization: Bearer` or `X-API-Key`), compared in constant time."""
+    key = configured_key(request)
+    if key is None:
+        return True
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    if presented is None:
+        presented = request.headers.get("x-api-key")
+    if presented is None:
+        return False
+    # Raw header bytes (Starlette decodes them as latin-1) against the key as UTF-8.
+    return hmac.compare_digest(presented.encode("latin-1"), key.encode("utf-8"))
+
+
+def engine_details(request: Request) -> dict[str, dict[str, Any]] | None:
+    """Each engine's status with every secret the config gives it (and the service key)
+    redacted, whatever field it ended up in."""
+    pool = _engines(request)
+    if pool is None:
+        return None
+    secrets: set[str] = set()
+    for spec in manager_of(request).config.engines:
+        secrets |= engine_secrets(spec)
+    key = configured_key(request)
+    if key:
+        secrets.add(key)
+    details: dict[str, dict[str, Any]] = redact(pool.engine_status(), secrets)
+    return details
 
 
 def _engines(request: Request) -> Any:
@@ -23,13 +94,12 @@ def manager_of(request: Request) -> ModelManager:
     return manager
 
 
-@router.get("/health", response_model=HealthResponse)
-async def health(request: Request) -> HealthResponse:
+@router.get("/health", response_model=HealthResponse | PublicHealthResponse)
+async def health(request: Request) -> HealthResponse | PublicHealthResponse:
     manager = manager_of(request)
     on_cuda = manager.device.startswith("cuda")
-    return HealthResponse(
-        status="ok",
-        models_loaded=manager.loaded_models(),
+    public = PublicHealthResponse(
+        status=HEALTHY,
         device=manager.device,
         gpu_memory_allocated=manager.probe.allocated_bytes() if on_cuda else None,
         gpu_memory_reserved=manager.probe.reserved_bytes() if on_cuda else None,
@@ -37,7 +107,13 @@ async def health(request: Request) -> HealthResponse:
         memory_used_mb=manager.used_bytes() / MB,
         process_rss_mb=rss_bytes() / MB,
         nvml=nvml_device_memory() if on_cuda else None,
-        engines=_engines(request).engine_status() if _engines(request) else None,
+    )
+    if not holds_key(request):
+        return public
+    return HealthResponse(
+        **public.model_dump(),
+        models_loaded=manager.loaded_models(),
+        engines=engine_details(request),
     )
 
 
@@ -58,7 +134,7 @@ async def models_info(request: Request, events: int = 50) -> ModelsInfoResponse:
         memory_used_mb=manager.used_bytes() / MB,
         models=models,
         events=[e.to_dict() for e in manager.events.recent(max(0, min(events, 1000)))],
-        engines=pool.engine_status() if pool is not None else None,
+        engines=engine_details(request),
     )
 
 

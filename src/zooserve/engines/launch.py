@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from zooserve.engines.config import EngineSpec
+from zooserve.engines.health import engine_secrets, redact_argv, redact_text, secret_values
 from zooserve.engines.types import EngineError, EngineFailure
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
@@ -95,6 +96,8 @@ class ManagedEngine:
         self.spec, self.launch = spec, spec.launch
         self.argv, self.env, self.ledger, self.clock = argv, env, ledger, clock
         self.key = f"engine:{spec.name}"
+        #: What its argv, env and errors must never show (the process may echo its argv).
+        self.secrets = engine_secrets(spec) | secret_values(argv, env)
         self.state = "stopped"  # stopped | starting | awake | asleep | failed
         self.process: subprocess.Popen[bytes] | None = None
         self.output: deque[str] = deque(maxlen=60)
@@ -106,6 +109,7 @@ class ManagedEngine:
         self._reader: threading.Thread | None = None
 
     def _fail(self, reason: str) -> EngineError:
+        reason = redact_text(reason, self.secrets)
         self.last_error = reason
         return EngineError(EngineFailure(self.spec.name, reason))
 
@@ -159,7 +163,11 @@ class ManagedEngine:
         await self._terminate()  # a dead process leaves its reservation and group behind
         await self._account(self.launch.memory_mb, "engine launch")
         self.state, self.starts = "starting", self.starts + 1
-        log.info("starting engine %s: %s", self.spec.name, " ".join(self.argv))
+        log.info(
+            "starting engine %s: %s",
+            self.spec.name,
+            " ".join(redact_argv(self.argv, self.secrets)),
+        )
         try:
             self.process = subprocess.Popen(
                 self.argv,
@@ -260,11 +268,11 @@ class ManagedEngine:
         return {
             "state": self.state,
             "pid": process.pid if process is not None and process.poll() is None else None,
-            "command": self.argv,
+            "command": redact_argv(self.argv, self.secrets),
             "starts": self.starts,
             "in_flight": self.in_flight,
             "idle_seconds": round(self.clock() - self.last_used, 3),
             "reserved_mb": reserved / MB,
             "sleep_protocol": self.spec.sleep_protocol,
-            "last_error": self.last_error,
+            "last_error": self.last_error,  # redacted by _fail
         }

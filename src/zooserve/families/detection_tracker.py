@@ -13,8 +13,12 @@ id at once, later ones when a second detection confirms them. With box / mask / 
 only the prompted objects are reported, under the caller's ids: at the prompt's frame the best
 matching detection (IoU for boxes and masks, containment for points) is bound to the object;
 a box or mask the detector missed is added as a detection so the track still starts there.
-A bound track that misses detections is reported `occluded` at its predicted box until
-ByteTrack drops it (`lost_track_frames`). Masks pass through when the detector segments.
+A bound track is confirmed at once (ByteTrack would drop an unconfirmed track on its second
+missed frame), so an object keeps its id through `lost_track_frames` missed frames, reported
+`occluded` at its predicted box. When it comes back ByteTrack re-associates it with the
+prediction; if the prediction drifted away (the object stopped while hidden), a new track born
+on the object's last seen box takes the object's id. Masks pass through when the detector
+segments.
 
 Options (`models.<name>.options`): detector (required, a model name), lost_track_frames (30),
 minimum_iou (0.1, association), high_confidence (0.5, ByteTrack's first-stage threshold),
@@ -53,6 +57,7 @@ class ByteTrackSession:
     prompts: dict[int, list[TrackPrompt]]  # frame number -> prompts given at that frame
     follow_all: bool  # no prompts: every confirmed track is an object
     object_of: dict[Any, int] = field(default_factory=dict)  # tracklet -> object id
+    last_seen: dict[int, np.ndarray] = field(default_factory=dict)  # object id -> detected box
     next_object_id: int = 1
     frames_seen: int = 0
 
@@ -132,6 +137,8 @@ class DetectionTracker(Tracker):
             return None
 
         self._bind(session, linked, row_for, first_frame)
+        self._rebind_returning(session, linked, spawned, row_for)
+        _confirm(session)
         alive = set(session.tracker.tracks)
         session.object_of = {t: o for t, o in session.object_of.items() if t in alive}
         objects = []
@@ -141,6 +148,7 @@ class DetectionTracker(Tracker):
                 box = _clip(tracklet.get_state_bbox(), session.width, session.height)
                 objects.append(TrackedObject(object_id, box, 0.0, None, occluded=True))
                 continue
+            session.last_seen[object_id] = np.asarray(linked.xyxy[row], np.float32)
             mask = linked.mask[row] if linked.mask is not None else None
             objects.append(
                 TrackedObject(
@@ -177,6 +185,38 @@ class DetectionTracker(Tracker):
             ):
                 session.object_of[tracklet] = session.next_object_id
                 session.next_object_id += 1
+
+    def _rebind_returning(
+        self,
+        session: ByteTrackSession,
+        linked: sv.Detections,
+        spawned: dict[Any, int | None],
+        row_for: Callable[[Any], int | None],
+    ) -> None:
+        """Give a lost object's id to a track born this frame near where it was last seen.
+
+        ByteTrack re-associates a returning object by IoU with its Kalman prediction, which is
+        wrong when the object changed course while hidden, or was seen once (no velocity yet)
+        before it was lost. A new, unbound track of similar size (area ratio 1/2..2) whose centre
+        is within one box diagonal of the object's last detected box is that object coming
+        back: it takes the id (the nearest such object's), and the stale track is dropped.
+        """
+        lost = {
+            tracklet: object_id
+            for tracklet, object_id in session.object_of.items()
+            if row_for(tracklet) is None and object_id in session.last_seen
+        }
+        for tracklet, row in spawned.items():
+            if not lost or row is None or tracklet in session.object_of:
+                continue
+            box = np.asarray(linked.xyxy[row], np.float32)
+            stale = min(lost, key=lambda t: _gap(session.last_seen[lost[t]], box))
+            if _gap(session.last_seen[lost[stale]], box) > 1.0:
+                continue
+            object_id = lost.pop(stale)
+            del session.object_of[stale]
+            session.tracker.tracks = [t for t in session.tracker.tracks if t is not stale]
+            session.object_of[tracklet] = object_id
 
     def session_bytes(self, session: Any) -> int:
         """The tracklets' Kalman filter arrays (a few KB per track)."""
@@ -270,6 +310,26 @@ def _choose(
         return None
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return int(np.argmin(np.where(inside, areas, np.inf)))
+
+
+def _gap(last: np.ndarray, box: np.ndarray) -> float:
+    """Distance of `box`'s centre from `last`'s in diagonals of `last`; inf when the areas
+    differ more than twofold (not the same object)."""
+    area = lambda b: max(float(b[2] - b[0]) * float(b[3] - b[1]), 1e-6)  # noqa: E731
+    if not 0.5 <= area(box) / area(last) <= 2.0:
+        return float("inf")
+    diagonal = float(np.hypot(last[2] - last[0], last[3] - last[1])) or 1.0
+    shift = (box[:2] + box[2:]) / 2 - (last[:2] + last[2:]) / 2
+    return float(np.hypot(*shift)) / diagonal
+
+
+def _confirm(session: ByteTrackSession) -> None:
+    """Give every bound tracklet a ByteTrack id now. ByteTrack confirms a track on its second
+    detection and prunes an unconfirmed one on its second missed frame: an object the caller
+    prompted (or saw in the first frame) must instead coast for `lost_track_frames`."""
+    for tracklet in session.object_of:
+        if tracklet.tracker_id == -1:
+            tracklet.tracker_id = session.tracker._allocate_tracker_id()
 
 
 def _spawn_row(tracklet: Any, linked: sv.Detections) -> int | None:

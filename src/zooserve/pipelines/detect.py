@@ -16,6 +16,7 @@ from zooserve.families import adapter_class
 from zooserve.families.base import Detector, ModelAdapter
 from zooserve.manager import ModelManager
 from zooserve.media import MediaSource, resolve_media_path
+from zooserve.pipelines.selection import selected_model
 
 TASK = "object_detection"
 log = logging.getLogger("zooserve.pipelines.detect")
@@ -38,28 +39,6 @@ class DetectResult:
     fps: float
     frame_count: int
     prompts: list[str] | None
-
-
-def selected_model(manager: ModelManager, task: str, requested: str | None) -> str:
-    """The request's model, else the task's `selected` one, else its first available option.
-
-    An explicitly requested model never falls back: its absence is the caller's error. The
-    task default falls back so a fresh offline install serves with the models that ship in
-    packages until hub models are pulled.
-    """
-    if requested is not None:
-        manager.state(requested)  # ModelNotFound listing every model
-        return requested
-    spec = manager.config.tasks.get(task)  # type: ignore[call-overload]
-    if spec is None:
-        raise InvalidInput(f"task {task!r} is not configured; pass a model explicitly")
-    if manager.available(spec.selected):
-        return str(spec.selected)
-    for option in spec.options:
-        if manager.available(option):
-            log.warning("%s: %s is not available, using %s", task, spec.selected, option)
-            return str(option)
-    return str(spec.selected)  # loading it raises the clear "not present" error
 
 
 def _batch_size(manager: ModelManager, name: str) -> int:
@@ -113,7 +92,7 @@ async def detect(
     `progress(done, total)` is called after each batch (frames done of distinct frames).
     """
     started = time.perf_counter()
-    name = selected_model(manager, TASK, model)
+    name = selected_model(manager, TASK, model, prompts)
     path = resolve_media_path(manager.config.media_dir, video_path)
     if len(frame_numbers) > manager.config.max_frames_per_request:
         raise InvalidInput(

@@ -9,7 +9,7 @@ kind's one method through `manager.infer` in batches and turns its result type i
 | classifier | `{label, score, scores}` (top_k best, high to low) |
 | embedder | `{dim, vector?}` (the L2-normalised vector only when embeddings are asked for) |
 | segmenter | `{dominant, fractions}`: share of the input's pixels per class |
-| ocr | `{text, score, lines}` |
+| ocr | `{text, score, lines, coordinates}`: line boxes in frame pixels (`in_frame`) |
 | quality | `{score, flags, details}` |
 | depth | the float32 map (H, W), 0 = nearest; summarised per box or per frame below |
 
@@ -194,6 +194,53 @@ def _ocr(adapter: OcrReader) -> Callable[[Sequence[Image]], list[Any]]:
         return values
 
     return run
+
+
+#: How every OCR value labels its line boxes: xyxy pixels of the frame, whatever was read.
+OCR_COORDINATES = "frame_pixels"
+
+
+def in_frame(value: Any, offset: tuple[int, int]) -> Any:
+    """An OCR value read from a crop whose top-left corner is `offset` in the frame, with its
+    line boxes moved into frame pixels and labelled so (other values pass through)."""
+    if not (isinstance(value, dict) and "lines" in value):
+        return value
+    dx, dy = offset
+    lines = [
+        {
+            **line,
+            "box": None
+            if line.get("box") is None
+            else [
+                round(float(v) + (dx if i % 2 == 0 else dy), 2) for i, v in enumerate(line["box"])
+            ],
+        }
+        for line in value["lines"]
+    ]
+    return {**value, "lines": lines, "coordinates": OCR_COORDINATES}
+
+
+async def read_text(
+    manager: ModelManager, model: str, images: Sequence[Image]
+) -> list[dict[str, Any]]:
+    """Whole frames through an OCR model: `{text, score, lines, coordinates}` per frame, line
+    boxes in frame pixels (for callers outside the zoo's triggers, e.g. summaries)."""
+    trigger = TriggerSpec(name="text", model=model, scope="frame")
+    async with manager.use(model) as adapter:
+        if not isinstance(adapter, OcrReader):
+            raise InvalidTrigger(
+                f"model {model!r} is a {adapter.kind}, not an OCR model",
+                {"model": model, "kind": adapter.kind},
+            )
+        values = await image_values(
+            manager, adapter, trigger, images, prompts=None, include_embeddings=False
+        )
+    return [in_frame(v, (0, 0)) for v in values]
+
+
+def text_trigger(triggers: Sequence[TriggerSpec], name: str = "text") -> TriggerSpec | None:
+    """The zoo's whole-frame text trigger (scope frame), if the config has one."""
+    return next((t for t in triggers if t.name == name and t.scope == "frame"), None)
 
 
 def _quality(adapter: QualityScorer) -> Callable[[Sequence[Image]], list[Any]]:

@@ -280,7 +280,7 @@ class EnrichRun:
             subject.enrichments[out] = (
                 self._children(trigger, subject.frame, value, offset, subject)
                 if isinstance(adapter, Detector)
-                else value
+                else kinds.in_frame(value, offset)  # OCR boxes: crop -> frame pixels
             )
 
     async def _on_frames(
@@ -300,6 +300,8 @@ class EnrichRun:
                 value = self._children(trigger, index, raw, (0, 0), None)
             elif isinstance(adapter, DepthEstimator):
                 value = kinds.depth_summary(raw)
+            else:
+                value = kinds.in_frame(raw, (0, 0))  # labels OCR boxes as frame pixels
             self.frames[index].enrichments[trigger.output_name] = value
         return [self.frames[i].enrichments[trigger.output_name] for i in indices]
 

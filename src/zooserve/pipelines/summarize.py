@@ -19,14 +19,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
-from zooserve.errors import InvalidInput
+from zooserve.errors import InvalidInput, ZooError
 from zooserve.media import MediaSource, check_decoded_size, resolve_media_path, timestamp_of
+from zooserve.pipelines.enrich_kinds import read_text, text_trigger
+from zooserve.pipelines.selection import is_available
 
 TASK = "video_summarization"
 #: Images one request may send, unless the model's `options.max_images` says otherwise.
 DEFAULT_MAX_IMAGES = 32
 #: Longest image side sent to the model, unless `options.max_image_side` says otherwise.
 DEFAULT_MAX_IMAGE_SIDE = 768
+#: OCR lines at least this confident join `text_in_frames`.
+OCR_MIN_SCORE = 0.8
 
 
 class KeyFrameOut(BaseModel):
@@ -140,6 +144,7 @@ async def summarize(
         numbers = await asyncio.to_thread(source.sample, sampling_strategy, frame_count)
         frames = await asyncio.to_thread(source.read, numbers)
         fps = source.fps
+    ocr_texts, ocr_warning = await _text_by_ocr(pool, [f.image for f in frames])
     images = await asyncio.to_thread(lambda: [_shrink(f.image, max_side) for f in frames])
     request = GenerationRequest(
         model=name,
@@ -148,6 +153,7 @@ async def summarize(
     )
     generation = await pool.generate(request)
     warnings = [f"{f.engine} failed first: {f.reason}" for f in generation.failures]
+    warnings += [ocr_warning] if ocr_warning else []
     data = generation.data
     if isinstance(data, SummaryOutput):
         summary, objects, texts = data.summary.strip(), data.objects, data.text_in_frames
@@ -163,7 +169,7 @@ async def summarize(
         summary=summary,
         key_frames=key_frames,
         objects=_unique(objects),
-        text_in_frames=_unique(texts),
+        text_in_frames=_unique([*ocr_texts, *texts]),
         model=name,
         engine=generation.engine,
         processing_time=time.perf_counter() - started,
@@ -183,3 +189,18 @@ def _unique(items: Sequence[str]) -> list[str]:
             seen.add(item.casefold())
             out.append(item)
     return out
+
+
+async def _text_by_ocr(pool: EnginePool, images: list[np.ndarray]) -> tuple[list[str], str | None]:
+    """Lines the zoo's `text` trigger (whole-frame OCR) reads with confidence >= OCR_MIN_SCORE,
+    so `text_in_frames` holds what is really written, not only what the model says; and a
+    warning instead of a failure when OCR cannot run."""
+    trigger = text_trigger(pool.config.zoo.triggers)
+    if trigger is None or not is_available(pool.manager, trigger.model):
+        return [], None
+    try:
+        values = await read_text(pool.manager, trigger.model, images)
+    except ZooError as exc:
+        return [], f"text_in_frames: OCR with {trigger.model} failed: {exc.message}"
+    lines = [line for value in values for line in value.get("lines", [])]
+    return [str(line["text"]) for line in lines if line.get("score", 0) >= OCR_MIN_SCORE], None

@@ -31,7 +31,8 @@ from zooserve.families.detection_tracker import DetectionTracker
 from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, resolve_media_path
-from zooserve.pipelines.detect import detect, selected_model
+from zooserve.pipelines.detect import detect
+from zooserve.pipelines.selection import label_for, plain, selected_model, vocabulary
 from zooserve.pipelines.track_prompts import check_geometry, check_range, split_prompts
 from zooserve.pipelines.track_sessions import TrackingSessions
 from zooserve.rle import Rle, encode_mask
@@ -103,7 +104,7 @@ async def track(
     report = report if report is not None else TrackReport()
     sessions = sessions if sessions is not None else TrackingSessions(manager)
     texts, geometric = split_prompts(prompts)
-    name = selected_model(manager, TASK, tracking_model)
+    name = selected_model(manager, TASK, tracking_model, texts)
     path = resolve_media_path(manager.config.media_dir, video_path)
     source = await asyncio.to_thread(
         MediaSource.open, path, max_pixels=manager.config.max_frame_pixels
@@ -256,7 +257,7 @@ async def _prompts_from_text(
     )
     found = result.frames[0].detections
     if result.prompts is None:  # closed vocabulary: keep the classes the texts name
-        found = _keep_labels(found, {t.lower() for t in texts})
+        found = _keep_labels(found, _labels(manager, result.model, texts))
     if len(found) == 0:
         raise InvalidInput(
             f"{result.model} found no {', '.join(map(repr, texts))} at frame {frame} above "
@@ -277,9 +278,15 @@ def _queries(
     if detector is None:
         return None, None
     if not detector.open_vocabulary:
-        return None, {t.lower() for t in texts} or None
+        return None, _labels(manager, detector.spec.name, texts) or None
     assert isinstance(tracker, DetectionTracker)
     return texts or tracker.queries or list(manager.config.default_prompts), None
+
+
+def _labels(manager: ModelManager, detector: str, texts: list[str]) -> set[str]:
+    """The detector's class names the texts ask for ("people" -> "person"), normalised."""
+    known = vocabulary(manager, detector) or frozenset()
+    return {plain(label_for(t, known) or t) for t in texts}
 
 
 def _keep_labels(detections: sv.Detections, labels: set[str] | None) -> sv.Detections:
@@ -288,7 +295,7 @@ def _keep_labels(detections: sv.Detections, labels: set[str] | None) -> sv.Detec
     names = detections.data.get("class_name")
     if names is None:
         return detections
-    keep = np.array([str(n).lower() in labels for n in names], dtype=bool)
+    keep = np.array([plain(str(n)) in labels for n in names], dtype=bool)
     return detections[keep]  # type: ignore[return-value]
 
 

@@ -72,11 +72,10 @@ def check_geometry(
         seen.add((prompt.object_id, prompt.frame_number))
         if prompt.box is None and not prompt.points and prompt.mask is None and not prompt.mask_rle:
             raise InvalidInput(f"{where}: give a box, points or a mask", {"prompt": index})
-        if prompt.box is not None:
-            _check_box(where, index, prompt.box, width, height)
+        box = None if prompt.box is None else _check_box(where, index, prompt.box, width, height)
         labels = _check_points(where, index, prompt, width, height)
         mask = _check_mask(where, index, prompt.mask_rle or prompt.mask, width, height)
-        prompt = dataclasses.replace(prompt, point_labels=labels, mask=mask, mask_rle=None)
+        prompt = dataclasses.replace(prompt, box=box, point_labels=labels, mask=mask, mask_rle=None)
         if prompt.box is not None or prompt.mask is not None or 1 in labels:
             first = introduced.get(prompt.object_id, prompt.frame_number)
             introduced[prompt.object_id] = min(first, prompt.frame_number)
@@ -92,17 +91,24 @@ def check_geometry(
     return checked
 
 
-def _check_box(where: str, index: int, box: Sequence[float], width: int, height: int) -> None:
+def _check_box(
+    where: str, index: int, box: Sequence[float], width: int, height: int
+) -> tuple[float, float, float, float]:
+    """The box clipped to the frame (a box drawn over the frame's edge means what is inside);
+    a 422 when it is malformed or no part of it is inside the frame."""
     if len(box) != 4 or not all(math.isfinite(v) for v in box):
         raise InvalidInput(f"{where}: box must be 4 finite numbers [x1, y1, x2, y2]")
-    x1, y1, x2, y2 = box
+    x1, y1, x2, y2 = (float(v) for v in box)
     if not (x1 < x2 and y1 < y2):
         raise InvalidInput(f"{where}: box {list(box)} needs x1 < x2 and y1 < y2", {"prompt": index})
-    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+    clipped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+    if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):
         raise InvalidInput(
-            f"{where}: box {list(box)} is outside the {width}x{height} frame",
+            f"{where}: box {list(box)} is outside the {width}x{height} frame (no part of it "
+            "is inside)",
             {"prompt": index, "width": width, "height": height},
         )
+    return clipped
 
 
 def _check_points(
