@@ -15,7 +15,7 @@ from zooserve.annotate import annotate, detections_from_api, save_png
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import Config
 from zooserve.media import MediaSource
-from zooserve.samples import install_samples
+from zooserve.samples import install_demo_media, install_samples
 
 #: (sample file, frames, model or None for the task's default)
 JOBS: list[tuple[str, list[int], str | None]] = [
@@ -64,7 +64,10 @@ def run_demo(config: Config, port: int, out: Path, keep_serving: bool, console: 
                 path = out / f"{Path(name).stem}-frame{frame['frame_number']:04d}.png"
                 written.append(save_png(annotate(image.image, detections_from_api(frame)), path))
         console.print(table)
-        console.print("annotated frames: " + ", ".join(str(p) for p in written))
+        demo_media = install_demo_media(config.media_dir)
+        written += _track_a_face(client, server.url, demo_media, out, console)
+        written += _read_text(client, server.url, demo_media, out, console)
+        console.print("annotated: " + ", ".join(str(p) for p in written))
         info = client.get(f"{server.url}/models/info").json()
         loaded = {
             n: m["memory_mb_measured"] for n, m in info["models"].items() if m["status"] == "loaded"
@@ -77,3 +80,59 @@ def run_demo(config: Config, port: int, out: Path, keep_serving: bool, console: 
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+
+
+def _track_a_face(
+    client: httpx.Client, url: str, media: dict[str, Path], out: Path, console: Console
+) -> list[Path]:
+    """Track the face in faces_walk.mp4 (the task picks an offline face tracker): an mp4."""
+    from zooserve.cli_tasks import write_tracks
+
+    if "faces_walk.mp4" not in media:
+        return []
+    body = {
+        "video_path": "samples/faces_walk.mp4",
+        "frame_range": {"start": 0, "end": 29},
+        "prompts": ["face"],
+        "confidence_threshold": 0.5,
+    }
+    response = client.post(f"{url}/api/track", json=body)
+    if response.status_code != 200:
+        console.print(f"[red]track: {response.status_code} {response.text}[/red]")
+        return []
+    result = response.json()
+    ids = sorted({o["object_id"] for f in result["frames"] for o in f["objects"]})
+    seen = sum(1 for f in result["frames"] if any(not o["occluded"] for o in f["objects"]))
+    console.print(
+        f"tracked faces_walk.mp4 with {result['model']}: object ids {ids}, the face seen in "
+        f"{seen} of {len(result['frames'])} frames"
+    )
+    return [write_tracks(media["faces_walk.mp4"], out / "faces_walk-tracked.mp4", result)]
+
+
+def _read_text(
+    client: httpx.Client, url: str, media: dict[str, Path], out: Path, console: Console
+) -> list[Path]:
+    """Read the street sign with the zoo's whole-frame `text` trigger (RapidOCR): a PNG."""
+    import numpy as np
+    import supervision as sv
+
+    if "street_sign.png" not in media:
+        return []
+    body = {"video_path": "samples/street_sign.png", "frame_numbers": [0], "triggers": ["text"]}
+    response = client.post(f"{url}/api/enrich", json=body)
+    if response.status_code != 200:
+        console.print(f"[red]text: {response.status_code} {response.text}[/red]")
+        return []
+    text = response.json()["frames"][0]["enrichments"].get("text") or {"lines": []}
+    lines = [line for line in text["lines"] if line.get("box")]
+    console.print("read in street_sign.png: " + " | ".join(line["text"] for line in lines))
+    detections = sv.Detections(
+        xyxy=np.asarray([line["box"] for line in lines], np.float32).reshape(-1, 4),
+        confidence=np.asarray([line["score"] for line in lines], np.float32),
+        class_id=np.zeros(len(lines), int),
+        data={"class_name": np.asarray([line["text"] for line in lines], str)},
+    )
+    with MediaSource.open(media["street_sign.png"]) as image:
+        (frame,) = image.read([0])
+    return [save_png(annotate(frame.image, detections), out / "street_sign-text.png")]

@@ -40,3 +40,40 @@ def install_samples(media_root: Path) -> dict[str, Path]:
             shutil.copyfile(path, copy)
         copies[name] = copy
     return copies
+
+
+def install_demo_media(media_root: Path) -> dict[str, Path]:
+    """Two files made here from the packaged images (idempotent), for the demo's tracking and
+    reading: `faces_walk.mp4`, scikit-image's astronaut crossing the frame (30 frames, 24 fps),
+    and `street_sign.png`, a sign with text over scikit-image's coffee photo."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from zooserve.annotate import save_mp4
+
+    target = media_root / "samples"
+    target.mkdir(parents=True, exist_ok=True)
+    files = sample_files()
+    made: dict[str, Path] = {}
+    walk, sign = target / "faces_walk.mp4", target / "street_sign.png"
+    if "astronaut.png" in files:
+        if not walk.exists():
+            face = np.asarray(Image.open(files["astronaut.png"]).convert("RGB"))[::2, ::2]
+            frames = []
+            for i in range(30):
+                canvas = np.full((256, 448, 3), 40, np.uint8)
+                canvas[:, i * 6 : i * 6 + 256] = face
+                frames.append(canvas)
+            save_mp4(frames, walk, fps=24)
+        made["faces_walk.mp4"] = walk
+    if "coffee.png" in files:
+        if not sign.exists():
+            image = Image.open(files["coffee.png"]).convert("RGB")
+            draw = ImageDraw.Draw(image)
+            font = ImageFont.load_default(size=40)
+            draw.rectangle((60, 120, 540, 290), fill=(20, 70, 30))
+            draw.text((90, 140), "MAIN STREET", font=font, fill=(255, 255, 255))
+            draw.text((90, 215), "EXIT 42", font=font, fill=(255, 255, 255))
+            image.save(sign)
+        made["street_sign.png"] = sign
+    return made
