@@ -81,3 +81,43 @@ def test_dashboard_shows_models_events_and_an_annotated_frame(
         target = Path(os.environ["ZOOSERVE_SCREENSHOTS"])
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, target / "dashboard.png")
+
+
+HOSTILE = "<img src=x onerror=alert(1)>.jpg"
+
+
+def test_hostile_file_name_is_shown_as_text_never_run(
+    browser: Browser, server: BackgroundServer, media_root: Path
+) -> None:
+    """A media file named like markup stays text in the media list and in the error the
+    try-it panel shows for it: no element is created from it and no script runs."""
+    hostile = media_root / HOSTILE
+    hostile.write_bytes(b"not really a jpeg")
+    dialogs: list[str] = []
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    refused: list[str] = []  # the page's own script and style must pass its CSP
+    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
+    try:
+        page.goto(f"{server.url}/ui")
+        page.fill("#apikey", KEY)
+        page.dispatch_event("#apikey", "change")
+        expect(page.locator("#media option", has_text="astronaut.png")).to_have_count(1)
+        expect(page.locator("#zoo tr[data-model]").first).to_be_visible()
+        assert dialogs == []
+        assert page.locator('img[src="x"], [onerror]').count() == 0
+        option = page.locator("#media option", has_text=HOSTILE)
+        expect(option).to_have_count(1)
+        assert option.text_content() == HOSTILE
+
+        page.select_option("#media", HOSTILE)
+        page.click("#run")
+        expect(page.locator("#status")).to_contain_text("error: ")
+        expect(page.locator("#status")).to_contain_text(HOSTILE)
+        assert dialogs == []
+        assert page.locator('img[src="x"], [onerror]').count() == 0
+        assert page.evaluate("getComputedStyle(document.body).margin") == "0px"  # style ran
+        assert refused == []
+    finally:
+        page.close()
+        hostile.unlink()

@@ -23,10 +23,11 @@ from zooserve.api import (
     routes_track,
     routes_ui,
 )
-from zooserve.api.errors import install_error_handlers
+from zooserve.api.errors import document_errors, install_error_handlers
 from zooserve.api.metrics import Metrics
 from zooserve.api.middleware import ServiceMiddleware
 from zooserve.api.tasks import Services, job_tasks
+from zooserve.api.uploads import sweep_stale_uploads
 from zooserve.catalog import Config
 from zooserve.engines.pool import EnginePool
 from zooserve.jobs import JobRunner, JobStore
@@ -52,6 +53,55 @@ def _job_gauges(jobs: JobRunner) -> dict[str, float]:
     for status in ("queued", "running", "succeeded", "failed", "cancelled"):
         gauges[f"jobs_{status}"] = float(jobs.counts().get(status, 0))
     return gauges
+
+
+def body_media_types(app: FastAPI) -> dict[tuple[str, str], frozenset[str]]:
+    """(method, path) -> the media types its request body may have, as the OpenAPI document
+    says (JSON, plus multipart on upload routes): the contract is the one place it is stated."""
+    table: dict[tuple[str, str], frozenset[str]] = {}
+    for path, operations in app.openapi().get("paths", {}).items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content")
+            if content:
+                table[(method.upper(), path)] = frozenset(content)
+    return table
+
+
+def tidy_openapi(app: FastAPI) -> None:
+    """The served document, corrected once: the error envelope documented (errors.py), and
+    the `$defs` of request bodies given as whole JSON schemas (upload routes) moved to
+    components, where their `#/$defs/...` references would not resolve."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if not app.openapi_schema:
+            document = build()
+            _hoist_defs(document)
+            document_errors(document)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _hoist_defs(document: dict[str, Any]) -> None:
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            for name, definition in node.pop("$defs", {}).items():
+                components.setdefault(name, visit(definition))
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+        return node
+
+    visit(document.get("paths", {}))
 
 
 def create_app(
@@ -83,6 +133,7 @@ def create_app(
         # unload's gc.collect() from walking ~500k transformers/torch objects (seconds on a CPU).
         # Before start(): pinned models loaded there must stay collectable.
         gc.freeze()
+        sweep_stale_uploads(config.media_dir)
         await active.start()
         await engines.start()
         sessions.start_sweeper()
@@ -122,10 +173,13 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    tidy_openapi(app)
     app.add_middleware(
         ServiceMiddleware,
         api_key=key,
         max_body_bytes=int(config.max_request_mb * MB),
         metrics=metrics,
+        max_json_depth=config.max_json_depth,
+        body_media_types=body_media_types(app),
     )
     return app

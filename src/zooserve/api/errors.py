@@ -10,9 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from zooserve.api.schemas import ErrorResponse
 from zooserve.errors import ZooError
 
 log = logging.getLogger("zooserve.api")
+#: A body can fail in many places at once; the caller gets the first few, each bounded.
+MAX_REPORTED_ERRORS = 20
 
 
 def error_response(
@@ -23,14 +26,20 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def clip_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Location, message and type of each error, as plain bounded strings: never the input
+    itself (bytes, a megabyte of text) nor pydantic's `ctx` objects."""
     return [
         {
-            "location": ".".join(str(p) for p in err["loc"]),
-            "message": err["msg"],
-            "type": err["type"],
+            "location": clip_text(".".join(str(p) for p in err.get("loc", ())), 200),
+            "message": clip_text(str(err.get("msg", "")), 500),
+            "type": str(err.get("type", "")),
         }
-        for err in exc.errors()
+        for err in exc.errors()[:MAX_REPORTED_ERRORS]
     ]
 
 
@@ -52,10 +61,37 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        response = error_response(exc.status_code, code, clip_text(str(exc.detail), 500))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # A parser that recursed on a caller's nesting (the middleware bounds JSON bodies; a
+        # multipart `request` field is parsed by the route): the caller's input, not our bug.
+        log.warning("%s %s: input nested too deeply", request.method, request.url.path)
+        return error_response(422, "invalid_request", "invalid request: the input nests too deeply")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Our bug, not the caller's: log the trace, never send it.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def document_errors(document: dict[str, Any]) -> None:
+    """Make an OpenAPI document say what errors really look like: every operation's 422 and
+    `default` answer is the envelope (FastAPI's own `{"detail": ...}` is never sent)."""
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    envelope = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(envelope.pop("$defs", {}))
+    components["ErrorResponse"] = envelope
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "Invalid request", "content": content}
+            responses["default"] = {"description": "Error", "content": content}

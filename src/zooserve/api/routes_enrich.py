@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import BBox
+from zooserve.api.schemas import BBox, PixelCoordinate, StrictRequest
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
@@ -19,15 +19,11 @@ from zooserve.pipelines.enrich import EnrichResult, enrich
 router = APIRouter(prefix="/api")
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class GivenBox(_Request):
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+class GivenBox(StrictRequest):
+    x1: PixelCoordinate
+    y1: PixelCoordinate
+    x2: PixelCoordinate
+    y2: PixelCoordinate
 
     @model_validator(mode="after")
     def _not_empty(self) -> GivenBox:
@@ -36,19 +32,19 @@ class GivenBox(_Request):
         return self
 
 
-class GivenDetection(_Request):
+class GivenDetection(StrictRequest):
     frame_number: int = Field(ge=0)
     label: str = Field(min_length=1)
     confidence: float = Field(default=1.0, ge=0.0, le=1.0)
     bbox: GivenBox
 
 
-class Sampling(_Request):
+class Sampling(StrictRequest):
     strategy: Literal["uniform", "interval", "keyframes", "scene_change"] = "uniform"
     count: int = Field(default=8, ge=1)
 
 
-class EnrichRequest(_Request):
+class EnrichRequest(StrictRequest):
     video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
     frame_numbers: list[int] | None = Field(default=None, min_length=1)
     sampling: Sampling | None = None

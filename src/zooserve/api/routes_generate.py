@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from zooserve.api.routes_models import manager_of
+from zooserve.api.schemas import StrictRequest
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.engines.pool import EnginePool
 from zooserve.pipelines.augment import MergedSuggestion, Ontology, augment
@@ -27,11 +28,7 @@ def engines_of(request: Request) -> EnginePool:
     return pool
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class SummarizeRequest(_Request):
+class SummarizeRequest(StrictRequest):
     video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
     persona_context: str = Field(min_length=1, description="who the summary is for")
     frame_count: int = Field(default=8, ge=1, description="frames to sample (limit per model)")
@@ -61,7 +58,7 @@ class SummarizeResponse(BaseModel):
     warnings: list[str]
 
 
-class AugmentRequest(_Request):
+class AugmentRequest(StrictRequest):
     persona_name: str = Field(min_length=1)
     existing_ontology: Ontology = Field(default_factory=Ontology)
     domain_context: str = ""

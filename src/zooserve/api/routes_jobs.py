@@ -9,16 +9,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
+from zooserve.api.schemas import StrictRequest
 from zooserve.errors import InvalidInput
 from zooserve.jobs import TERMINAL, JobRunner
 
 router = APIRouter(prefix="/api")
 
 
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JobRequest(StrictRequest):
     task: str
     body: dict[str, Any]
 
@@ -29,14 +30,19 @@ def runner_of(request: Request) -> JobRunner:
 
 
 def validate_body(tasks: dict[str, Any], task: str, body: dict[str, Any]) -> None:
+    """The job's body against its task's request model, now rather than when it runs; the
+    answer names at most MAX_REPORTED_ERRORS errors, each bounded (never the input)."""
     if task not in tasks:
-        raise InvalidInput(f"unknown task {task!r}; known tasks: {sorted(tasks)}")
+        raise InvalidInput(f"unknown task {clip_text(task, 100)!r}; known tasks: {sorted(tasks)}")
     try:
         tasks[task][0].model_validate(body)
     except ValidationError as exc:
         errors = [
-            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors()
+            {
+                "location": clip_text(".".join(str(p) for p in e["loc"]), 200),
+                "message": clip_text(e["msg"], 500),
+            }
+            for e in exc.errors()[:MAX_REPORTED_ERRORS]
         ]
         raise InvalidInput(f"invalid body for task {task!r}", {"errors": errors}) from exc
 

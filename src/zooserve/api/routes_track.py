@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import BBox, VideoInfo
+from zooserve.api.schemas import BBox, PixelCoordinate, StrictRequest, VideoInfo
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.errors import ZooError
 from zooserve.families.kinds import TrackPrompt
@@ -30,30 +30,37 @@ log = logging.getLogger("zooserve.api")
 NDJSON = "application/x-ndjson"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class RleMask(_Strict):
+class RleMask(StrictRequest):
     size: list[int] = Field(description="[height, width]")
     counts: str | list[int] = Field(description="COCO RLE counts (compressed string)")
 
 
-class ObjectPrompt(_Strict):
+class RleMaskOut(BaseModel):
+    size: list[int] = Field(description="[height, width]")
+    counts: str | list[int] = Field(description="COCO RLE counts (compressed string)")
+
+
+class ObjectPrompt(StrictRequest):
     object_id: int = Field(ge=0)
     frame_number: int | None = Field(default=None, description="default: frame_range.start")
-    box: list[float] | None = Field(default=None, description="[x1, y1, x2, y2] px")
-    points: list[tuple[float, float]] = Field(default_factory=list, description="[[x, y], ...]")
+    box: list[PixelCoordinate] | None = Field(
+        default=None, min_length=4, max_length=4, description="[x1, y1, x2, y2] px"
+    )
+    # Pairs as 2-item lists, not tuples: strict validation of a parsed dict (jobs, uploads)
+    # takes no JSON array for a tuple.
+    points: list[Annotated[list[PixelCoordinate], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list, description="[[x, y], ...]"
+    )
     point_labels: list[int] = Field(default_factory=list, description="1 object, 0 background")
     mask: RleMask | None = None
 
 
-class FrameRangeBody(_Strict):
+class FrameRangeBody(StrictRequest):
     start: int = Field(ge=0)
     end: int = Field(ge=0, description="inclusive")
 
 
-class TrackRequest(_Strict):
+class TrackRequest(StrictRequest):
     video_path: str = Field(min_length=1)
     frame_range: FrameRangeBody
     tracking_model: str | None = None
@@ -67,7 +74,7 @@ class TrackRequest(_Strict):
 class TrackedObjectOut(BaseModel):
     object_id: int
     bbox: BBox
-    mask: RleMask | None
+    mask: RleMaskOut | None
     score: float
     occluded: bool
 
@@ -112,7 +119,7 @@ def to_prompts(body: TrackRequest) -> list[str | TrackPrompt]:
                 if item.frame_number is None
                 else item.frame_number,
                 box=tuple(item.box) if item.box is not None else None,  # type: ignore[arg-type]
-                points=tuple(item.points),
+                points=tuple((p[0], p[1]) for p in item.points),
                 point_labels=tuple(item.point_labels),
                 mask_rle=item.mask.model_dump() if item.mask is not None else None,
             )
@@ -128,7 +135,7 @@ def frame_out(frame: TrackedFrame) -> TrackedFrameOut:
             TrackedObjectOut(
                 object_id=o.object_id,
                 bbox=BBox(x1=o.box[0], y1=o.box[1], x2=o.box[2], y2=o.box[3]),
-                mask=RleMask(**o.mask) if o.mask is not None else None,
+                mask=RleMaskOut(**o.mask) if o.mask is not None else None,
                 score=o.score,
                 occluded=o.occluded,
             )
@@ -185,7 +192,14 @@ def track_response(report: TrackReport, collected: list[TrackedFrameOut]) -> Tra
     )
 
 
-@router.post("/track", response_model=TrackResponse, openapi_extra=upload_body_doc(TrackRequest))
+@router.post(
+    "/track",
+    response_model=TrackResponse,
+    # A stream's lines are documented in the module docstring; a line-per-object body has no
+    # single JSON schema.
+    responses={200: {"content": {NDJSON: {}}}},
+    openapi_extra=upload_body_doc(TrackRequest),
+)
 async def track_route(request: Request) -> Any:
     """JSON `TrackRequest`, or multipart: `file` (video) + `request` (JSON fields). An uploaded
     file is removed when the request ends; a stream keeps reading the already-open file."""

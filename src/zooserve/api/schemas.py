@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+class StrictRequest(BaseModel):
+    """Base of every request body: unknown fields are refused and JSON types are taken as they
+    are (no `true` read as 1, no `"yes"` as a bool, no `"3"` or `1.0` as an int); an int is
+    still a valid float, as in JSON."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
 
 
-class ModelRef(_Request):
-    model_id: str = Field(min_length=1, description="the model's name under `models:`")
+#: A pixel coordinate a caller may give: finite and far beyond any frame, yet well inside
+#: float32 (boxes become float32 arrays; 1e300 would turn into inf there).
+PixelCoordinate = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 
 
-class DetectRequest(_Request):
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable, machine-readable (e.g. `invalid_request`)")
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(BaseModel):
+    """The one envelope of every 4xx/5xx answer."""
+
+    error: ErrorInfo
+
+
+class ModelRef(StrictRequest):
+    model_id: str = Field(
+        min_length=1, max_length=200, description="the model's name under `models:`"
+    )
+
+
+class DetectRequest(StrictRequest):
     video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
     frame_numbers: list[int] = Field(default_factory=lambda: [0], min_length=1)
     model: str | None = None

@@ -1,12 +1,14 @@
 """Requests that carry their media: a multipart upload (`file` + a JSON `request` field)
 instead of `video_path`. The file is stored under media_root/.uploads/ for the request's
-lifetime and removed afterwards."""
+lifetime and removed afterwards; what a crashed process left there is swept at start-up."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import re
 import shutil
 import uuid
@@ -18,10 +20,52 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
-from zooserve.errors import BadRequest, InvalidRequest
+from zooserve.errors import BadRequest, InvalidRequest, ZooError
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 UPLOAD_DIR = ".uploads"
+
+
+def sweep_stale_uploads(media_root: Path) -> int:
+    """Delete what media_root/.uploads holds at start-up; returns how many uploads went.
+
+    Every upload there belongs to a request of an earlier process (a live one removes its
+    own), so call this once, before serving. Only entries inside .uploads are removed: a
+    symlink is unlinked, never followed, and a .uploads that is itself a symlink is left alone.
+    """
+    folder = media_root / UPLOAD_DIR
+    try:  # O_NOFOLLOW: a .uploads swapped for a link fails here instead of being followed
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        log.warning("stale uploads not swept: %s is not a plain folder (%s)", folder, exc)
+        return 0
+    removed = 0
+    try:
+        for entry in list(os.scandir(fd)):
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.name, dir_fd=fd)  # never follows links inside
+                else:
+                    os.unlink(entry.name, dir_fd=fd)  # a link goes, not what it points at
+                removed += 1
+            except OSError as exc:
+                log.warning("cannot remove stale upload %s/%s: %s", folder, entry.name, exc)
+    finally:
+        os.close(fd)
+    log.info("removed %d stale upload(s) from %s", removed, folder)
+    return removed
+
+
+def _not_stored(exc: OSError) -> ZooError:
+    """A server-side failure to keep an upload (disk full, unwritable media_root): logged with
+    its path here, answered without it (the caller cannot act on the server's layout)."""
+    log.error("cannot store an upload: %s", exc)
+    return ZooError(
+        f"the upload could not be stored on the server ({exc.strerror or type(exc).__name__})"
+    )
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:
@@ -68,9 +112,16 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
         re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.filename).name)[-100:].lstrip(".") or "upload"
     )
     folder = media_root / UPLOAD_DIR / uuid.uuid4().hex
-    folder.mkdir(parents=True)
     try:
-        await asyncio.to_thread(_save, upload, folder / name)
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        await upload.close()
+        raise _not_stored(exc) from exc
+    try:
+        try:
+            await asyncio.to_thread(_save, upload, folder / name)
+        except OSError as exc:
+            raise _not_stored(exc) from exc
         try:
             parsed = model.model_validate(
                 {**fields, "video_path": f"{UPLOAD_DIR}/{folder.name}/{name}"}
