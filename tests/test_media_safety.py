@@ -39,7 +39,7 @@ REFUSED = {
     "playlist.m3u8": UnsupportedMedia,
     "concat.txt": UnsupportedMedia,
     "concat.ffconcat": UnsupportedMedia,
-    "playlist_named.mp4": NotAVideo,  # FFmpeg's hls probe wants the suffix: then not a video
+    "playlist_named.mp4": UnsupportedMedia,  # FFmpeg probes hls by suffix; we by content
     "huge_declared.png": MediaTooLarge,
     "zero.mp4": NotAVideo,
     "random.mp4": NotAVideo,
@@ -150,3 +150,24 @@ def test_no_path_resolves_outside_media_root(jail: Path, parts: list[str], absol
         assert 400 <= exc.status < 500
     else:
         assert resolved.is_relative_to(jail.resolve())
+
+
+def test_closing_mid_stream_ends_ffmpegs_decoding_threads(tmp_path: Path) -> None:
+    """A dropped track stream closes its source with a decode generator half-way: the codec
+    context (and FFmpeg's threads) must go with it, even while the source object lives on."""
+    import psutil
+
+    video = encode_video(
+        tmp_path / "v.mp4",
+        (np.random.default_rng(i).integers(0, 255, (240, 320, 3), np.uint8) for i in range(30)),
+    )
+    process = psutil.Process()
+    before = process.num_threads()
+    kept = []
+    for _ in range(4):
+        media = MediaSource.open(video)
+        frames = media.iter_range(0, 29)
+        next(frames), next(frames)  # a decoder is running
+        media.close()
+        kept.append((media, frames))  # as a reference cycle in a server would keep them
+    assert process.num_threads() <= before, "FFmpeg decoding threads outlived close()"

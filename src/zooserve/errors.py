@@ -139,3 +139,9 @@ class NoEngineAvailable(ZooError):
     """No language engine can serve the model now (down, unreachable, not launched): not load."""
 
     status, code = 503, "no_engine_available"
+
+
+class UploadNotStored(ZooError):
+    """The server could not keep an uploaded file (disk full, unwritable media_root)."""
+
+    status, code = 507, "insufficient_storage"

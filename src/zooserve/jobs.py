@@ -271,6 +271,7 @@ class JobRunner:
         return job
 
     def _not_found(self, job_id: str) -> JobNotFound:
+        job_id = job_id if len(job_id) <= 64 else job_id[:64] + "…"  # never echo a huge id
         return JobNotFound(
             f"no job {job_id!r}: it does not exist, or it finished and was pruned (the "
             f"{self.keep} most recently finished jobs are kept, for {self.max_age_s:g} s each)",

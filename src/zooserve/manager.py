@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -265,6 +267,16 @@ class ModelManager:
         seen = _seen | {name}
         return detector in self.states and detector not in seen and self.available(detector, seen)
 
+    def public_text(self, text: str) -> str:
+        """`text` with this server's directories replaced by the names callers know them by
+        (responses never show absolute server paths)."""
+        for path, name in (
+            (self.config.resolve_path(self.config.model_zoo_path), "{MODEL_ZOO_PATH}"),
+            (self.config.media_dir, "{media_root}"),
+        ):
+            text = text.replace(str(Path(path).resolve()), name).replace(str(path), name)
+        return re.sub(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)", r"…/\1", text)
+
     def estimate_bytes(self, state: ModelState, source: str | None = None) -> int:
         """Measured footprint when known, else the config's vram_mb, else weight-file size."""
         if state.measured_bytes is not None:
@@ -294,7 +306,7 @@ class ModelManager:
             if family is None:
                 raise ModelLoadFailed(
                     f"cannot tell the family of {spec.name!r}: set models.{spec.name}.family",
-                    {"source": source},
+                    {"source": Path(source).name},
                 )
             spec.family = family
             estimate = self.estimate_bytes(state, source)
@@ -357,14 +369,16 @@ class ModelManager:
                 raise
             except Exception as exc:
                 self._record_failure(state, started, exc)
+                log.error("loading %s from %s failed", state.spec.name, source, exc_info=exc)
                 raise ModelLoadFailed(
-                    f"could not load {state.spec.name!r}: {type(exc).__name__}: {exc}",
-                    {"source": source},
+                    f"could not load {state.spec.name!r}: {state.last_error}",
+                    {"source": Path(source).name},
                 ) from exc
         raise AssertionError("unreachable")
 
     def _record_failure(self, state: ModelState, started: float, exc: BaseException) -> None:
-        state.last_error = f"{type(exc).__name__}: {exc}"
+        # Shown to callers (/models/info, errors): server paths become their public names.
+        state.last_error = self.public_text(f"{type(exc).__name__}: {exc}")
         self.events.record(
             Event("load_failed", state.spec.name, state.last_error, time.perf_counter() - started)
         )
@@ -655,9 +669,9 @@ class ModelManager:
             "category": spec.category,
             "family": catalog.infer_family(self.config, spec, source),
             "framework": spec.framework,
-            "model_id": spec.model_id,
+            "model_id": self.public_text(spec.model_id),
             "enabled": spec.enabled,
-            "available": spec.enabled and source is not None,
+            "available": self.available(name),
             "vram_mb_estimate": spec.vram_mb,
             "memory_mb_measured": None
             if state.measured_bytes is None

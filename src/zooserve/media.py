@@ -183,10 +183,16 @@ class MediaSource:
             self._close_now()
 
     def _close_now(self) -> None:
+        """Close the decoder too: FFmpeg's decoding threads live as long as the codec context,
+        which an abandoned decode generator (a dropped stream) would otherwise keep alive."""
+        decoder, self._decoder = self._decoder, None
+        close_decoder = getattr(decoder, "close", None)
+        if close_decoder is not None:
+            close_decoder()
         if self._container is not None:
             self._container.close()
             self._container = None
-            self._decoder = None
+        self._stream = None
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
@@ -343,7 +349,9 @@ class MediaSource:
         except av.FFmpegError as exc:
             self._decoder = None
             raise NotAVideo(
-                f"{self.path.name!r}: decoding frame {target} failed: {exc}", {"frame": target}
+                f"{self.path.name!r}: decoding frame {target} failed: "
+                f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
+                {"frame": target},
             ) from exc
 
     def _scene_changes(self, start: int, end: int, count: int) -> list[int]:
@@ -437,11 +445,28 @@ def open_container(path: Path) -> Any:
             {"path": path.name},
         ) from exc
     except (av.FFmpegError, OSError, ValueError) as exc:
+        if _looks_like_a_list(path):
+            raise UnsupportedMedia(
+                f"{path.name!r} is a playlist or concat list; only video and image files are "
+                "accepted",
+                {"path": path.name},
+            ) from exc
         raise NotAVideo(f"{path.name!r} is not a video or image", {"path": path.name}) from exc
     if container.format.name not in VIDEO_DEMUXERS or not container.streams.video:
         container.close()
         raise NotAVideo(f"{path.name!r} has no video stream", {"path": path.name})
     return container
+
+
+def _looks_like_a_list(path: Path) -> bool:
+    """HLS playlists and ffconcat lists that FFmpeg did not probe as such (wrong suffix):
+    named for what they are rather than "not a video"."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return False
+    return head.startswith((b"#EXTM3U", b"ffconcat", b"file '", b'file "'))
 
 
 def _open_image(path: Path, max_pixels: int) -> np.ndarray | None:
@@ -462,7 +487,8 @@ def _open_image(path: Path, max_pixels: int) -> np.ndarray | None:
             return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
         except Exception as exc:  # truncated or corrupt pixel data
             raise NotAVideo(
-                f"{path.name!r} is a damaged image: {exc}", {"path": path.name}
+                f"{path.name!r} is a damaged image: {str(exc).replace(str(path), path.name)}",
+                {"path": path.name},
             ) from exc
 
 

@@ -177,3 +177,9 @@ def test_redact_argv_hides_the_value_after_a_secret_flag_and_known_secrets() -> 
         "--note",
         "has *** in",
     ]
+
+
+@pytest.mark.parametrize("key", ["wrőng".encode(), b"\xff\xfe", b"wrong"])
+def test_a_wrong_key_of_any_bytes_is_a_401_never_a_500(secured: str, key: bytes) -> None:
+    response = httpx.get(secured + "/models/info", headers={"X-API-Key": key})  # type: ignore[dict-item]
+    assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"

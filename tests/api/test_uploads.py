@@ -3,6 +3,7 @@ everything inside .uploads goes, nothing a symlink there points at, nothing outs
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -109,5 +110,27 @@ def test_an_upload_that_cannot_be_stored_is_an_error_without_server_paths(
             timeout=60,
         )
     error = response.json()["error"]
-    assert response.status_code == 500 and "upload could not be stored" in error["message"]
+    assert response.status_code == 507 and error["code"] == "insufficient_storage"
+    assert "upload could not be stored" in error["message"]
     assert str(tmp_path) not in response.text and UPLOAD_DIR not in response.text
+
+
+@pytest.mark.parametrize(
+    ("request_part", "expected"),
+    [
+        ("[" * 100_000, "nests deeper than"),  # was a RecursionError
+        (json.dumps({"frame_numbers": [True] * 50_000}), "invalid request"),  # was a 4.8 MB 422
+        (("request.json", b"{}", "application/json"), "one text field"),  # a file, not a field
+    ],
+)
+def test_the_multipart_request_part_is_bounded_and_strict(
+    client: httpx.Client, media_root: Path, request_part: object, expected: str
+) -> None:
+    image = ("a.png", (media_root / "astronaut.png").read_bytes(), "image/png")
+    if isinstance(request_part, tuple):
+        response = client.post("/api/detect", files={"file": image, "request": request_part})
+    else:
+        response = client.post("/api/detect", files={"file": image}, data={"request": request_part})
+    assert response.status_code == 422, response.text[:300]
+    assert expected in response.json()["error"]["message"]
+    assert len(response.content) < 20_000

@@ -127,6 +127,8 @@ def create_app(
             {name: _bind(services, *entry) for name, entry in tasks.items()},
             max_queued=config.max_queued_jobs,
             workers=config.job_workers,
+            keep=config.jobs_keep,
+            max_age_s=config.jobs_max_age_s,
         )
         metrics.watch(active, extra=lambda: _job_gauges(jobs))
         # Everything imported so far lives for the whole process: freezing it keeps each

@@ -202,7 +202,9 @@ class ServiceMiddleware:
         # CORS preflights carry no credentials; CORSMiddleware (inside) answers them.
         if self.api_key and method != "OPTIONS" and not path.startswith(PUBLIC_PATHS):
             presented = _presented_key(scope)
-            if presented is None or not hmac.compare_digest(presented, self.api_key):
+            if presented is None or not hmac.compare_digest(
+                presented.encode("latin-1"), self.api_key.encode("utf-8")
+            ):
                 raise _Refused(401, "unauthorized", "missing or wrong API key")
         try:
             declared = _content_length(headers)

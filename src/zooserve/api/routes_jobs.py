@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
 from zooserve.api.schemas import StrictRequest
+from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.errors import InvalidInput
 from zooserve.jobs import TERMINAL, JobRunner
 
@@ -94,6 +95,6 @@ async def job_events(job_id: str, request: Request) -> StreamingResponse:
                 return
             await runner.wait_for_change(timeout=1.0)
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )

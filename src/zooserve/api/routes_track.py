@@ -13,11 +13,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import BBox, PixelCoordinate, StrictRequest, VideoInfo
+from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.errors import ZooError
 from zooserve.families.kinds import TrackPrompt
@@ -215,7 +215,7 @@ async def _track(body: TrackRequest, request: Request, manager: ModelManager) ->
     # Everything the caller can get wrong fails here, before a status line is sent.
     first = await anext(frames)
     if streamed:
-        return StreamingResponse(_ndjson(first, frames, report), media_type=NDJSON)
+        return ClosingStreamingResponse(_ndjson(first, frames, report), media_type=NDJSON)
     collected = [frame_out(first)] + [frame_out(f) async for f in frames]
     return track_response(report, collected)
 

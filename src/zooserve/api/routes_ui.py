@@ -22,6 +22,7 @@ from zooserve.annotate import annotate
 from zooserve.api.routes_detect import detect_request
 from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import DetectRequest
+from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.api.uploads import UPLOAD_DIR
 from zooserve.events import Event
 from zooserve.media import MediaSource, resolve_media_path
@@ -145,7 +146,7 @@ async def event_stream(request: Request) -> StreamingResponse:
         finally:
             manager.events.unsubscribe(push)
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 

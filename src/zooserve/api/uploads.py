@@ -20,7 +20,9 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
-from zooserve.errors import BadRequest, InvalidRequest, ZooError
+from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
+from zooserve.api.middleware import json_nesting_exceeds
+from zooserve.errors import BadRequest, InvalidRequest, UploadNotStored, ZooError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -63,15 +65,19 @@ def _not_stored(exc: OSError) -> ZooError:
     """A server-side failure to keep an upload (disk full, unwritable media_root): logged with
     its path here, answered without it (the caller cannot act on the server's layout)."""
     log.error("cannot store an upload: %s", exc)
-    return ZooError(
+    return UploadNotStored(
         f"the upload could not be stored on the server ({exc.strerror or type(exc).__name__})"
     )
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:
     errors = [
-        {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
-        for e in exc.errors()
+        {
+            "location": clip_text(".".join(str(p) for p in e["loc"]), 200),
+            "message": clip_text(e["msg"], 300),
+            "type": e["type"],
+        }
+        for e in exc.errors()[:MAX_REPORTED_ERRORS]
     ]
     where = ", ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
     return InvalidRequest(f"invalid request: {where}", {"errors": errors})
@@ -101,9 +107,16 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise BadRequest("multipart requests need a `file` part (the video or image)")
-    raw = form.get("request") or "{}"
+    parts = form.getlist("request")
+    if len(parts) > 1 or (parts and not isinstance(parts[0], str)):
+        raise InvalidRequest("the `request` part must be one text field holding a JSON object")
+    raw = str(parts[0]) if parts else "{}"
+    config = getattr(getattr(request.app.state, "manager", None), "config", None)
+    limit = int(getattr(config, "max_json_depth", 32))
+    if json_nesting_exceeds(raw.encode(), limit):
+        raise InvalidRequest(f"the `request` part nests deeper than {limit} levels")
     try:
-        fields = json.loads(raw if isinstance(raw, str) else "{}")
+        fields = json.loads(raw)
     except ValueError as exc:
         raise InvalidRequest("the `request` part must be a JSON object") from exc
     if not isinstance(fields, dict):
