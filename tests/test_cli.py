@@ -71,7 +71,12 @@ def test_demo_runs_end_to_end_and_writes_annotated_frames(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "opencv-hog-people" in done.stdout and "opencv-face" in done.stdout
     written = sorted(p.name for p in out.glob("*.png"))
-    assert "astronaut-frame0000.png" in written and len(written) == 4
+    assert "astronaut-frame0000.png" in written and len(written) == 5
+    # The face is tracked through the clip by the offline face tracker the prompt selects,
+    # and the street sign is read by the whole-frame text trigger.
+    assert "with mtcnn-bytetrack: object ids [1]" in done.stdout
+    assert "MAIN STREET | EXIT 42" in done.stdout
+    assert (out / "faces_walk-tracked.mp4").stat().st_size > 0 and "street_sign-text.png" in written
 
 
 def test_detect_runs_locally_with_json_and_annotated_output(tmp_path: Path) -> None:
