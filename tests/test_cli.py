@@ -324,3 +324,16 @@ def test_zooserve_detect_url_without_a_config_file(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
     local = runner.invoke(app, ["detect", *args])  # a local run needs the config: on stderr
     assert local.exit_code == 2 and local.stdout == "" and "no-such-config" in local.stderr
+
+
+def test_a_bad_config_is_reported_on_stderr_for_every_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zooserve.cli import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: {}\nno_such_key: 1\n")
+    for args in (["models", "list"], ["bench", "-m", "x"]):
+        result = CliRunner().invoke(app, [*args, "--config", str(bad)])
+        assert result.exit_code == 2, (args, result.output)
+        assert "no_such_key" in result.stderr and "no_such_key" not in result.stdout

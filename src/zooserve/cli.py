@@ -11,8 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from zooserve.catalog import Config, load_config
-from zooserve.errors import ConfigError
+from zooserve.catalog import Config
 
 app = typer.Typer(
     help="zooserve: a zoo of vision and language models behind one HTTP service.",
@@ -30,11 +29,10 @@ ConfigOption = Annotated[
 
 
 def _config(path: Path | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        console.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2) from exc
+    """The config, or its error on stderr and exit code 2 (one place for every command)."""
+    from zooserve.cli_tasks import load_config_or_exit
+
+    return load_config_or_exit(path)
 
 
 def _logging(level: str) -> None:
