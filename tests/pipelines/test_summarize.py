@@ -102,3 +102,43 @@ async def test_bad_requests(
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
         await summarize(pool, "cat.mp4", persona, count, strategy)
+
+
+async def test_text_in_frames_holds_what_ocr_reads(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_models: TinyModels,
+    engine_families: None,  # noqa: F811
+) -> None:
+    """The zoo's whole-frame `text` trigger (real RapidOCR) feeds `text_in_frames`, whatever
+    the (random, tiny) language model says."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    media = tmp_path_factory.mktemp("sign-media")
+    sign = Image.new("RGB", (320, 120), (20, 70, 30))
+    ImageDraw.Draw(sign).text((20, 35), "EXIT 42", font=ImageFont.load_default(size=40))
+    encode_video(media / "sign.mp4", (np.asarray(sign),) * 4, fps=FPS)
+    models = {
+        "vlm": {
+            "model_id": str(tiny_models.path("llava")),
+            "family": "local_llm",
+            "options": {"max_images": 2, "max_image_side": 48},
+        },
+        "ocr": {
+            "model_id": "rapidocr:ppocr",
+            "family": "rapidocr",
+            "framework": "onnx",
+            "category": "ocr",
+        },
+    }
+    config = Config(
+        device="cpu",
+        media_root=media,
+        models=models,  # type: ignore[arg-type]
+        tasks={"video_summarization": {"selected": "vlm", "options": ["vlm"]}},  # type: ignore[dict-item]
+        engines=[{"name": "local", "kind": "local", "models": ["vlm"], "max_tokens": 16}],  # type: ignore[list-item]
+        zoo={"triggers": [{"name": "text", "model": "ocr", "scope": "frame"}]},  # type: ignore[arg-type]
+    )
+    manager = ModelManager(config)
+    result = await summarize(EnginePool(config, manager), "sign.mp4", "driver", 2, "uniform")
+    assert "EXIT 42" in result.text_in_frames
+    await manager.close()
