@@ -31,7 +31,8 @@ DEFAULT_VIDEO = "samples/bikes.mp4"
 
 
 def tracker_names(manager: ModelManager) -> list[str]:
-    """The video_tracking task's options, then other models of tracker families; available."""
+    """The video_tracking task's options, then other models of tracker families, whose own
+    weights are here (a detection tracker whose detector is missing gets a row saying so)."""
     task = manager.config.tasks.get("video_tracking")
     names = list(task.options) if task else []
     names += [
@@ -39,7 +40,8 @@ def tracker_names(manager: ModelManager) -> list[str]:
         for n, s in manager.config.models.items()
         if s.family in TRACKER_FAMILIES and n not in names
     ]
-    return [n for n in names if manager.available(n)]
+    specs = manager.config.models
+    return [n for n in names if n in specs and specs[n].enabled and manager.source(specs[n])]
 
 
 async def _measure(
