@@ -158,6 +158,7 @@ def create_app(
     key = api_key if api_key is not None else os.environ.get("ZOOSERVE_API_KEY") or None
     app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
     app.state.metrics = metrics
+    app.state.api_key = key  # /health decides what a caller without it may see
     install_error_handlers(app)
     app.include_router(routes_models.router)
     modules = (routes_detect, routes_enrich, routes_track, routes_generate, routes_jobs, routes_ui)

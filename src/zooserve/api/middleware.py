@@ -39,6 +39,15 @@ async def _reply(send: Send, status: int, code: str, message: str, rid: str) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+def holds_key(scope: Scope, key: str) -> bool:
+    """Whether the request presents `key` (`Authorization: Bearer` or `X-API-Key`), compared
+    in constant time as bytes: the raw header (Starlette's latin-1) against the key's UTF-8."""
+    presented = _presented_key(scope)
+    return presented is not None and hmac.compare_digest(
+        presented.encode("latin-1"), key.encode("utf-8")
+    )
+
+
 def _presented_key(scope: Scope) -> str | None:
     headers = dict(scope.get("headers") or [])
     auth = headers.get(b"authorization", b"").decode("latin-1")
@@ -200,12 +209,9 @@ class ServiceMiddleware:
         """Key, declared length, media type and (for JSON) the whole body's nesting depth."""
         method, path = scope["method"], scope["path"]
         # CORS preflights carry no credentials; CORSMiddleware (inside) answers them.
-        if self.api_key and method != "OPTIONS" and not path.startswith(PUBLIC_PATHS):
-            presented = _presented_key(scope)
-            if presented is None or not hmac.compare_digest(
-                presented.encode("latin-1"), self.api_key.encode("utf-8")
-            ):
-                raise _Refused(401, "unauthorized", "missing or wrong API key")
+        public = method == "OPTIONS" or path.startswith(PUBLIC_PATHS)
+        if self.api_key and not public and not holds_key(scope, self.api_key):
+            raise _Refused(401, "unauthorized", "missing or wrong API key")
         try:
             declared = _content_length(headers)
         except ValueError:

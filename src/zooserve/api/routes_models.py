@@ -7,15 +7,17 @@ redacted on every route (launch argv, URLs and errors carry engine tokens).
 
 from __future__ import annotations
 
-import hmac
-import os
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
 
-from zooserve.api.middleware import ServiceMiddleware
-from zooserve.api.schemas import HealthResponse, ModelRef, ModelsInfoResponse
+from zooserve.api.middleware import holds_key
+from zooserve.api.schemas import (
+    HealthResponse,
+    ModelRef,
+    ModelsInfoResponse,
+    PublicHealthResponse,
+)
 from zooserve.engines.health import engine_secrets, redact
 from zooserve.manager import ModelManager
 from zooserve.memory import MB, nvml_device_memory, rss_bytes
@@ -25,47 +27,16 @@ router = APIRouter()
 HEALTHY = "healthy"
 
 
-class PublicHealthResponse(BaseModel):
-    """/health for a caller without the key: liveness and memory, nothing about models."""
-
-    model_config = ConfigDict(extra="forbid")  # never mistaken for the full answer
-
-    status: str
-    device: str
-    gpu_memory_allocated: int | None
-    gpu_memory_reserved: int | None
-    memory_budget_mb: float
-    memory_used_mb: float
-    process_rss_mb: float
-    nvml: dict[str, int] | None = None
-
-
 def configured_key(request: Request) -> str | None:
-    """The API key the service middleware enforces (None: the service runs without one)."""
+    """The API key the service enforces (None: it runs without one)."""
     key = getattr(request.app.state, "api_key", None)
-    if isinstance(key, str) and key:
-        return key
-    for middleware in request.app.user_middleware:
-        if middleware.cls is ServiceMiddleware:
-            found = middleware.kwargs.get("api_key")
-            return found if isinstance(found, str) and found else None
-    return os.environ.get("ZOOSERVE_API_KEY") or None
+    return key if isinstance(key, str) and key else None
 
 
-def holds_key(request: Request) -> bool:
-    """Whether the caller may see details: no key is configured, or it presented the key
-    (`Authorization: Bearer` or `X-API-Key`), compared in constant time."""
+def may_see_details(request: Request) -> bool:
+    """No key is configured, or the caller presented it."""
     key = configured_key(request)
-    if key is None:
-        return True
-    auth = request.headers.get("authorization", "")
-    presented = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-    if presented is None:
-        presented = request.headers.get("x-api-key")
-    if presented is None:
-        return False
-    # Raw header bytes (Starlette decodes them as latin-1) against the key as UTF-8.
-    return hmac.compare_digest(presented.encode("latin-1"), key.encode("utf-8"))
+    return key is None or holds_key(request.scope, key)
 
 
 def engine_details(request: Request) -> dict[str, dict[str, Any]] | None:
@@ -108,7 +79,7 @@ async def health(request: Request) -> HealthResponse | PublicHealthResponse:
         process_rss_mb=rss_bytes() / MB,
         nvml=nvml_device_memory() if on_cuda else None,
     )
-    if not holds_key(request):
+    if not may_see_details(request):
         return public
     return HealthResponse(
         **public.model_dump(),

@@ -82,9 +82,12 @@ class DetectResponse(BaseModel):
     prompts: list[str] | None
 
 
-class HealthResponse(BaseModel):
+class PublicHealthResponse(BaseModel):
+    """/health for a caller without the key: liveness and memory, nothing about models."""
+
+    model_config = ConfigDict(extra="forbid")  # never mistaken for the full answer
+
     status: str
-    models_loaded: list[str]
     device: str
     gpu_memory_allocated: int | None
     gpu_memory_reserved: int | None
@@ -92,6 +95,14 @@ class HealthResponse(BaseModel):
     memory_used_mb: float
     process_rss_mb: float
     nvml: dict[str, int] | None = None
+
+
+class HealthResponse(PublicHealthResponse):
+    """/health with the key (or with none configured): also models and engines."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    models_loaded: list[str]
     engines: dict[str, dict[str, Any]] | None = None
 
 
