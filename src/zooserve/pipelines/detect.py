@@ -45,18 +45,20 @@ def _batch_size(manager: ModelManager, name: str) -> int:
     return max(1, int(manager.state(name).spec.options.get("batch_size", 4)))
 
 
-def require_kind(manager: ModelManager, name: str, kind: type[Any]) -> None:
-    """Refuse a model of the wrong kind from its config, before anything loads."""
+def require_kind(manager: ModelManager, name: str, kind: type[Any]) -> type[ModelAdapter] | None:
+    """The model's adapter class when its family is registered; a model of the wrong kind is
+    refused from its config, before anything loads."""
     family = manager.state(name).spec.family
     try:
         cls = adapter_class(family) if family else None
     except FamilyNotImplemented:
-        return  # the load reports it (or a custom adapter factory knows the family)
+        return None  # the load reports it (or a custom adapter factory knows the family)
     if cls is not None and not issubclass(cls, kind):
         raise InvalidInput(
             f"model {name!r} is a {cls.kind}, not a {kind.kind}",
             {"model": name, "kind": cls.kind},
         )
+    return cls
 
 
 def _as_detector(name: str, adapter: ModelAdapter) -> Detector:

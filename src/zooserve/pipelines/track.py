@@ -24,14 +24,13 @@ import anyio
 import numpy as np
 import supervision as sv
 
-from zooserve.errors import ConfigError, FamilyNotImplemented, InvalidInput
-from zooserve.families import adapter_class
+from zooserve.errors import ConfigError, InvalidInput
 from zooserve.families.base import Detector, ModelAdapter
 from zooserve.families.detection_tracker import DetectionTracker
 from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, resolve_media_path
-from zooserve.pipelines.detect import detect
+from zooserve.pipelines.detect import detect, require_kind
 from zooserve.pipelines.selection import label_for, plain, selected_model, vocabulary
 from zooserve.pipelines.track_prompts import check_geometry, check_range, split_prompts
 from zooserve.pipelines.track_sessions import TrackingSessions
@@ -128,7 +127,7 @@ async def track(
         report.model, report.texts = name, texts
         report.width, report.height, report.fps = source.width, source.height, source.fps
         report.frame_count = source.frame_count
-        family = _tracker_class(manager, name)
+        family = require_kind(manager, name, Tracker)
         by_detection = family is not None and issubclass(family, DetectionTracker)
         if texts and not by_detection:  # before the tracker loads: one model at a time fits
             geometric = await _prompts_from_text(
@@ -313,19 +312,6 @@ def _batch_size(manager: ModelManager, name: str | None) -> int:
     if name is None:
         return 1
     return max(1, int(manager.state(name).spec.options.get("batch_size", 4)))
-
-
-def _tracker_class(manager: ModelManager, name: str) -> type[ModelAdapter] | None:
-    """The model's adapter class when its family is registered; a non-tracker is refused
-    before anything loads."""
-    family = manager.state(name).spec.family
-    try:
-        cls = adapter_class(family) if family else None
-    except FamilyNotImplemented:
-        return None  # the load reports it (or a custom adapter factory knows it)
-    if cls is not None and not issubclass(cls, Tracker):
-        raise InvalidInput(f"model {name!r} is a {cls.kind}, not a tracker")
-    return cls
 
 
 def _as_tracker(name: str, adapter: ModelAdapter) -> Tracker:
