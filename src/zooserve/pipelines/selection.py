@@ -86,8 +86,7 @@ def selected_model(
     spec = manager.config.tasks.get(task)  # type: ignore[call-overload]
     if spec is None:
         raise InvalidInput(f"task {task!r} is not configured; pass a model explicitly")
-    candidates = list(dict.fromkeys([str(spec.selected), *map(str, spec.options)]))
-    present = [name for name in candidates if is_available(manager, name)]
+    present = [name for name in _candidates(spec) if is_available(manager, name)]
     texts = [t for t in (prompts or []) if t.strip()]
     if not present:
         return str(spec.selected)
@@ -103,13 +102,10 @@ def selected_model(
     return chosen
 
 
-def is_available(manager: ModelManager, name: str, _seen: frozenset[str] = frozenset()) -> bool:
-    """True when the model is enabled, its weights are here, and (a detection tracker) its
-    detector is available too."""
-    if name in _seen or name not in manager.states or not manager.available(name):
-        return False
-    detector = _detector_of(manager, name)
-    return detector is None or is_available(manager, detector, _seen | {name})
+def is_available(manager: ModelManager, name: str) -> bool:
+    """True when the model is configured, enabled and here (a detection tracker: with its
+    detector; `ModelManager.available` checks that)."""
+    return name in manager.states and manager.available(name)
 
 
 def vocabulary(manager: ModelManager, name: str) -> Vocabulary:
@@ -200,7 +196,7 @@ def _detection_vocabulary(manager: ModelManager) -> Vocabulary:
     if spec is None:
         return frozenset()
     labels: set[str] = set()
-    for name in dict.fromkeys([str(spec.selected), *map(str, spec.options)]):
+    for name in _candidates(spec):
         cls = _family_class(manager, name) if name in manager.states else None
         if cls is None or issubclass(cls, Tracker) or not is_available(manager, name):
             continue  # (a tracker among detection options would recurse)
@@ -209,6 +205,11 @@ def _detection_vocabulary(manager: ModelManager) -> Vocabulary:
             return None
         labels |= found
     return frozenset(labels)
+
+
+def _candidates(spec: catalog.TaskSpec) -> list[str]:
+    """A task's `selected` model, then its options in order, each once."""
+    return list(dict.fromkeys([str(spec.selected), *map(str, spec.options)]))
 
 
 def _detector_of(manager: ModelManager, name: str) -> str | None:
