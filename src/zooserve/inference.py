@@ -57,7 +57,7 @@ class InferencePool:
             self._abandon(pool, fn)
             if on_stuck is not None:
                 on_stuck(future)
-            future.add_done_callback(_retrieve)
+            future.add_done_callback(retrieve_outcome)
             raise InferenceFailed(
                 f"inference in {_name(fn)} ran longer than {self.timeout_s:g} s "
                 "(inference_timeout_s); it was abandoned and its lane replaced",
@@ -97,6 +97,8 @@ def _name(fn: Callable[..., Any]) -> str:
     return f"{type(owner).__name__}.{fn.__name__}" if owner is not None else fn.__name__
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
+def retrieve_outcome(future: asyncio.Future[Any]) -> None:
+    """Done-callback for work nobody will await (an abandoned call, an unused read-ahead):
+    collect its error so asyncio does not report it as never retrieved."""
     if not future.cancelled():
         future.exception()

@@ -14,6 +14,7 @@ import supervision as sv
 from zooserve.errors import FamilyNotImplemented, InvalidInput
 from zooserve.families import adapter_class
 from zooserve.families.base import Detector, ModelAdapter
+from zooserve.inference import retrieve_outcome
 from zooserve.manager import ModelManager
 from zooserve.media import MediaSource, resolve_media_path
 from zooserve.pipelines.selection import selected_model
@@ -141,7 +142,7 @@ async def detect(
                     if progress:
                         progress(len(found), len(unique))
         finally:
-            decoding.add_done_callback(_retrieve)
+            decoding.add_done_callback(retrieve_outcome)
         info = (source.width, source.height, source.fps, source.frame_count)
     by_number = {n: FrameDetections(n, t, d) for n, t, d in found}
     return DetectResult(
@@ -154,9 +155,3 @@ async def detect(
         frame_count=info[3],
         prompts=queries,
     )
-
-
-def _retrieve(task: asyncio.Task[object]) -> None:
-    """Collect a read-ahead nobody will use, so its error is not reported as unretrieved."""
-    if not task.cancelled():
-        task.exception()

@@ -28,6 +28,7 @@ from zooserve.errors import ConfigError, InvalidInput
 from zooserve.families.base import Detector, ModelAdapter
 from zooserve.families.detection_tracker import DetectionTracker
 from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
+from zooserve.inference import retrieve_outcome
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, resolve_media_path
 from zooserve.pipelines.detect import detect, require_kind
@@ -244,7 +245,7 @@ async def _decoded_chunks(
             pending = loop.run_in_executor(decoder, take)
             yield chunk
     finally:  # a read-ahead nobody will use: collect its outcome so none is left unretrieved
-        pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+        pending.add_done_callback(retrieve_outcome)
 
 
 async def _prompts_from_text(
