@@ -12,6 +12,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.offline_models import cascade
 from zooserve.api.server import BackgroundServer
 from zooserve.api.uploads import UPLOAD_DIR, sweep_stale_uploads
 from zooserve.catalog import load_config
@@ -22,14 +23,7 @@ def face_only_config(folder: Path, media_root: Path) -> Path:
     config = {
         "device": "cpu",
         "media_root": str(media_root),
-        "models": {
-            "face": {
-                "model_id": "opencv:haarcascade_frontalface_default.xml",
-                "family": "opencv_cascade",
-                "framework": "opencv",
-                "options": {"label": "face"},
-            }
-        },
+        "models": {"face": cascade("haarcascade_frontalface_default.xml", "face")},
     }
     path = folder / "models.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.offline_models import cascade
 from tests.track_scenes import Faces
 from zooserve.catalog import Config
 from zooserve.errors import InvalidInput, ModelNotFound
@@ -67,18 +68,8 @@ def offline_config(media: Path, **extra_models: dict[str, Any]) -> dict[str, Any
                 "framework": "opencv",
                 "options": {"label": "person"},
             },
-            "opencv-face": {
-                "model_id": "opencv:haarcascade_frontalface_default.xml",
-                "family": "opencv_cascade",
-                "framework": "opencv",
-                "options": {"label": "face"},
-            },
-            "opencv-plate": {
-                "model_id": "opencv:haarcascade_russian_plate_number.xml",
-                "family": "opencv_cascade",
-                "framework": "opencv",
-                "options": {"label": "license_plate"},
-            },
+            "opencv-face": cascade("haarcascade_frontalface_default.xml", "face"),
+            "opencv-plate": cascade("haarcascade_russian_plate_number.xml", "license_plate"),
             "mtcnn-face": {"model_id": "facenet-pytorch:mtcnn", "family": "mtcnn"},
             "yolo11n-seg": {
                 "model_id": "{MODEL_ZOO_PATH}/yolo11n-seg.pt",
