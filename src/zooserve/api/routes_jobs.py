@@ -3,6 +3,7 @@ DELETE /api/jobs/{id}. The body of a job is the body of the task's own route."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,7 +69,8 @@ async def list_jobs(request: Request) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, request: Request) -> dict[str, Any]:
-    return runner_of(request).get(job_id).to_dict()
+    # A finished job's result is read from SQLite: off the event loop.
+    return await asyncio.to_thread(runner_of(request).get(job_id).to_dict)
 
 
 @router.delete("/jobs/{job_id}")
