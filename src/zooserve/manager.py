@@ -89,6 +89,10 @@ class ModelState:
         return self.status is Status.LOADED and self.refcount == 0 and self.waiting == 0
 
 
+#: An absolute path in free text (not a URL's): shown as `…/<last part>`.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)")
+
+
 def default_adapter_factory(spec: ModelSpec, source: str, device: str) -> ModelAdapter:
     if not spec.family:
         raise ConfigError(f"models.{spec.name}.family is not set and could not be inferred")
@@ -118,6 +122,15 @@ class ModelManager:
             name: ModelState(spec, config.keep_alive_for(spec))
             for name, spec in config.models.items()
         }
+        #: Server directories as written and as resolved -> the names callers know them by.
+        self._public_names = [
+            (str(form), name)
+            for path, name in (
+                (config.resolve_path(config.model_zoo_path), "{MODEL_ZOO_PATH}"),
+                (config.media_dir, "{media_root}"),
+            )
+            for form in (Path(path).resolve(), path)
+        ]
         self.reservations: dict[
             str, int
         ] = {}  # tracking sessions, engines: bytes held outside models
@@ -270,12 +283,9 @@ class ModelManager:
     def public_text(self, text: str) -> str:
         """`text` with this server's directories replaced by the names callers know them by
         (responses never show absolute server paths)."""
-        for path, name in (
-            (self.config.resolve_path(self.config.model_zoo_path), "{MODEL_ZOO_PATH}"),
-            (self.config.media_dir, "{media_root}"),
-        ):
-            text = text.replace(str(Path(path).resolve()), name).replace(str(path), name)
-        return re.sub(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)", r"…/\1", text)
+        for path, name in self._public_names:
+            text = text.replace(path, name)
+        return _ABSOLUTE_PATH.sub(r"…/\1", text)
 
     def estimate_bytes(self, state: ModelState, source: str | None = None) -> int:
         """Measured footprint when known, else the config's vram_mb, else weight-file size."""

@@ -80,3 +80,22 @@ def test_failed_job_does_not_show_server_paths(client: httpx.Client, media_root:
         time.sleep(0.05)
     assert job.json()["status"] == "failed", job.text
     assert_no_server_paths(job, media_root)
+
+
+def test_load_errors_and_model_info_do_not_show_model_folders(
+    client: httpx.Client, zoo_config: Path
+) -> None:
+    """`broken` (corrupt weights) and `owl` live in a temp folder of the server's: a failed
+    load, its `last_error` and /models/info name the folder, never its absolute path."""
+    import yaml
+
+    models = yaml.safe_load(zoo_config.read_text())["models"]
+    folders = {models["broken"]["model_id"], models["owl"]["model_id"]}
+    failed = client.post("/models/load", json={"model_id": "broken"})
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "model_load_failed"
+    assert failed.json()["error"]["details"]["source"] == "broken-owlv2"
+    info = client.get("/models/info")
+    for response in (failed, info):
+        for folder in folders:
+            assert folder not in response.text, response.text[:300]
+    assert info.json()["models"]["broken"]["last_error"]
