@@ -84,7 +84,8 @@ def make_manager(
 
 
 def model(mb: float, **extra: Any) -> dict:
-    return {"options": {"mb": mb, **extra.pop("options", {})}, **extra}
+    """A SizedModel of `mb` MB, estimated honestly unless `vram_mb` says otherwise."""
+    return {"options": {"mb": mb, **extra.pop("options", {})}, "vram_mb": mb, **extra}
 
 
 async def test_nothing_loads_until_first_use(tmp_path: Path) -> None:
@@ -165,9 +166,11 @@ async def test_estimate_too_low_is_corrected_after_measuring(tmp_path: Path) -> 
         pass
     async with manager.use("b"):
         assert manager.loaded_models() == ["b"]
-    assert manager.events.recent()[-2].reason == "b measured above its estimate"
-    # The measured figure replaces the estimate for the next admission.
-    assert manager.estimate_bytes(manager.state("b")) == pytest.approx(2 * MB, rel=0.01)
+    evicted = [e for e in manager.events.recent() if e.kind == "evict"]
+    assert [(e.model, e.reason) for e in evicted] == [("a", "make room for b (measured)")]
+    assert manager.ledger.peak_used_bytes <= manager.budget_bytes
+    # The measured figure, not the estimate, admits the next load.
+    assert manager.admission_bytes(manager.state("b")) == pytest.approx(2 * MB, rel=0.01)
     await manager.close()
 
 
@@ -198,7 +201,7 @@ async def test_too_big_for_the_budget_is_507_with_numbers(tmp_path: Path) -> Non
             pass
     assert excinfo.value.status == 507
     assert excinfo.value.details["budget_bytes"] == 1 * MB
-    assert excinfo.value.details["estimate_bytes"] == 2 * MB
+    assert excinfo.value.details["needed_bytes"] == 2 * MB
     assert manager.model_info("huge")["status"] == "unloaded"
 
 
@@ -209,7 +212,8 @@ async def test_busy_models_blocking_room_give_503_after_a_bounded_wait(tmp_path:
             async with manager.use("b"):
                 pass
     assert excinfo.value.status == 503 and excinfo.value.retry_after
-    assert excinfo.value.details["busy_models"] == ["a"]
+    assert [b["claim"] for b in excinfo.value.details["busy"]] == ["model:a"]
+    assert excinfo.value.details["needed_bytes"] == 2 * MB
     assert manager.model_info("b")["status"] == "unloaded"
     # Once "a" is idle, "b" gets in by evicting it.
     async with manager.use("b"):
@@ -248,12 +252,8 @@ async def test_failed_load_leaves_no_state_and_can_be_retried(tmp_path: Path) ->
     assert all(isinstance(r, ModelLoadFailed) for r in results)
     assert "corrupt weights" in results[0].message
     state = manager.state("bad")
-    assert (state.status, state.refcount, state.waiting, state.adapter) == (
-        Status.UNLOADED,
-        0,
-        0,
-        None,
-    )
+    assert (state.status, state.refcount, state.adapter) == (Status.UNLOADED, 0, None)
+    assert list(manager.ledger) == [] and manager.scheduler.pending == 0
     assert manager.used_bytes() == 0
     assert manager.events.count("load_failed", "bad") == 1
     # Fix the weights: the next request loads.
@@ -277,7 +277,7 @@ async def test_out_of_memory_during_load_evicts_idle_models_and_retries_once(
         assert manager.loaded_models() == ["c"]
     assert SizedModel.loads == ["a", "b", "c", "c"]
     evicted = [e for e in manager.events.recent() if e.kind == "evict"]
-    assert {e.model for e in evicted} == {"a", "b"} and evicted[0].reason == "OOM loading c"
+    assert {e.model for e in evicted} == {"a", "b"} and evicted[0].reason == "make room for c (out of memory)"
     assert manager.events.count("load_failed", "c") == 1
 
 
@@ -341,7 +341,9 @@ async def test_reservations_count_against_the_budget_and_evict_idle_models(tmp_p
     await manager.reserve("tracking:1", int(1.5 * MB), "memory bank of a tracking session")
     assert manager.loaded_models() == []  # "a" was idle: evicted for the session
     assert manager.used_bytes() == int(1.5 * MB)
-    with pytest.raises(BudgetExceeded):
+    with pytest.raises(BudgetExceeded):  # more than the whole budget: refused at once
+        await manager.reserve("tracking:2", 4 * MB, "larger than the budget")
+    with pytest.raises(ServiceBusy):  # a session is waited for (its owner frees it), bounded
         await manager.reserve("tracking:2", 2 * MB, "too big beside the first")
     with pytest.raises(ServiceBusy):  # "b" (2 MB) cannot fit beside the 1.5 MB session
         async with manager.use("b"):

@@ -102,8 +102,8 @@ async def test_a_load_queued_for_the_lock_does_not_hold_budget_against_the_one_a
 
 
 async def test_used_bytes_counts_a_loading_model_once_admitted(tmp_path: Path) -> None:
-    """While "a" loads, its admitted estimate is in the ledger; a load still queued for the
-    lock ("b") is not: it has not been admitted."""
+    """While "a" loads, its admitted estimate is in the ledger; "b", admitted beside it (both
+    fit) and queued on the loader, has its claim there too: room is claimed at admission."""
     manager = make_manager(
         tmp_path, 10, {"a": model(2, vram_mb=2), "b": model(3, vram_mb=3)}, timeout=5
     )
@@ -114,7 +114,7 @@ async def test_used_bytes_counts_a_loading_model_once_admitted(tmp_path: Path) -
         second = asyncio.create_task(lease_once(manager, "b"))
         await asyncio.sleep(0.01)
         assert manager.state("b").status is Status.LOADING
-        assert manager.used_bytes() == 2 * MB
+        assert manager.used_bytes() == 5 * MB
         SizedModel.gate.set()
         await asyncio.gather(first, second)
     finally:
@@ -269,16 +269,15 @@ async def test_a_reservation_that_fits_does_not_queue_behind_a_load_waiting_for_
     tmp_path: Path,
 ) -> None:
     """A tracking request leases "a" and then reserves its session, which fits. A load of
-    "b" waits (under the load lock) for a's lease to end. The reservation must not wait for
-    that lock: the lease it would wait for is its own request's (a cycle broken only by the
-    load's 503 after admission_timeout_s)."""
+    "b" waits in the queue for a's lease to end. The reservation must not wait behind it:
+    the lease it would wait for is its own request's (a cycle broken only by a 503)."""
     manager = make_manager(tmp_path, 3, {"a": model(2), "b": model(2, vram_mb=2)}, timeout=30)
     async with manager.use("a"):
         loading_b = asyncio.create_task(lease_once(manager, "b"))
-        await until(manager._load_lock.locked, "b's load waiting for room")
+        await until(lambda: manager.scheduler.pending == 1, "b's load waiting for room")
         reserving = asyncio.create_task(manager.reserve("tracking:1", MB // 2, "session"))
         await until(lambda: "tracking:1" in manager.reservations, "the session reserved")
-        assert manager.state("b").status is Status.LOADING  # b still waits for room
+        assert manager.scheduler.pending == 1  # b still waits for room
         await reserving
         manager.release("tracking:1")
     await loading_b
@@ -286,24 +285,29 @@ async def test_a_reservation_that_fits_does_not_queue_behind_a_load_waiting_for_
     await manager.close()
 
 
-async def test_reserve_never_leaves_the_ledger_over_budget(tmp_path: Path) -> None:
-    """The reservation plans to evict "a" then "b"; "b" is leased while "a" unloads. The
-    reservation must then wait (and 503), not be booked over the budget."""
+async def test_a_reclaim_commits_its_victims_so_the_ledger_never_goes_over(
+    tmp_path: Path,
+) -> None:
+    """The reservation needs both "a" and "b" evicted: both are marked unloading at once, so
+    a lease of "b" meanwhile waits for room instead of slipping in under the reservation."""
     clock = Clock()
     manager = make_manager(tmp_path, 3, {"a": model(1), "b": model(2)}, clock=clock, timeout=0.2)
-    unloading = threading.Event()  # holds "a"'s unload until "b" is leased: no timing race
+    unloading = threading.Event()  # holds the unloads until "b" is asked for: no timing race
     gated_unloads(manager, unloading)
     await lease_once(manager, "a")
     clock.now += 1
     await lease_once(manager, "b")
     reserving = asyncio.create_task(manager.reserve("tracking:1", 2 * MB, "session"))
     await until(lambda: manager.state("a").status is not Status.LOADED, "a evicting")
-    async with manager.use("b"):
-        unloading.set()
-        with pytest.raises(ServiceBusy):
-            await reserving
-        assert manager.used_bytes() <= manager.budget_bytes
-        assert "tracking:1" not in manager.reservations
+    assert manager.state("b").status is Status.UNLOADING
+    using_b = asyncio.create_task(lease_once(manager, "b"))
+    await asyncio.sleep(0.01)
+    unloading.set()
+    await reserving
+    assert manager.reservations == {"tracking:1": 2 * MB}
+    with pytest.raises(ServiceBusy):  # "b" (2 MB) waits beside the session (2 MB), then 503
+        await using_b
+    assert manager.ledger.peak_used_bytes <= manager.budget_bytes
     await manager.close()
 
 

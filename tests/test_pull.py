@@ -21,7 +21,7 @@ from huggingface_hub import errors
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from zooserve import catalog, pull
+from zooserve import pull, sources
 from zooserve.catalog import load_config
 from zooserve.cli import app
 
@@ -176,7 +176,7 @@ def test_pull_takes_only_the_listed_files_and_the_loader_finds_them(
 ) -> None:
     config = load_config(write_config(tmp_path, GOOD_MODELS))
     for name in ("owl", "threat", "reid", "pets", "yolo26"):
-        assert catalog.locate(config, config.models[name]) is None, name
+        assert sources.locate(config, config.models[name]) is None, name
     results = pull.pull_models(config, list(config.models), fake.hub(), say=lambda _: None)
     assert {r.model: r.status for r in results} == {
         "owl": "pulled",
@@ -197,16 +197,16 @@ def test_pull_takes_only_the_listed_files_and_the_loader_finds_them(
     ]
     zoo = tmp_path / "zoo"
     # Where each loader looks: the hub snapshot by model_id, the renamed file, the directory.
-    snapshot = catalog.locate(config, config.models["owl"])
+    snapshot = sources.locate(config, config.models["owl"])
     assert snapshot is not None and snapshot.endswith(COMMIT)
     assert sorted(p.name for p in Path(snapshot).iterdir()) == [
         "config.json",
         "model.safetensors",
         "preprocessor_config.json",
     ]
-    assert catalog.infer_family(config, config.models["owl"], snapshot) == "owlv2"
-    assert catalog.locate(config, config.models["threat"]) == str(zoo / "threat.pt")
-    assert catalog.locate(config, config.models["reid"]) == str(zoo / "osnet_x0_25.onnx")
+    assert sources.infer_family(config, config.models["owl"], snapshot) == "owlv2"
+    assert sources.locate(config, config.models["threat"]) == str(zoo / "threat.pt")
+    assert sources.locate(config, config.models["reid"]) == str(zoo / "osnet_x0_25.onnx")
     assert sorted(p.name for p in (zoo / "pets").iterdir()) == ["config.json", "model.safetensors"]
     assert (zoo / "yolo26n.pt").read_bytes() == pt_bytes()
     assert not list(zoo.rglob("*.partial"))
@@ -281,7 +281,7 @@ def test_every_failure_is_reported_with_its_reason_and_the_run_goes_on(
     }
     # Nothing half-written is left where a loader would take it for the model.
     for name in ("missing", "html", "checksum", "no-asset", "private"):
-        assert catalog.locate(config, config.models[name]) is None, name
+        assert sources.locate(config, config.models[name]) is None, name
 
 
 def test_cli_pull_prints_a_row_per_model_and_exits_1_on_failure(

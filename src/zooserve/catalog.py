@@ -1,11 +1,12 @@
 """The config file: schema, validation with key-path messages, env overrides, model sources.
 
 Everything outside tools rely on lives here (DESIGN.md "Configuration"). Unknown keys are errors.
+Where a configured model's weights are on this machine is zooserve.sources: it needs the model
+adapters, which import this module, so this module imports no adapter code.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -168,6 +169,8 @@ class Config(_Strict):
     default_keep_alive: str | float = "5m"
     #: Seconds a request waits for busy models to free room before a 503.
     admission_timeout_s: float = Field(default=30.0, ge=0)
+    #: Requests that may wait for memory at once; past it, 429 with Retry-After.
+    max_pending: int = Field(default=64, ge=1)
     #: Text queries for open-vocabulary detectors when a request gives none.
     default_prompts: list[str] = Field(
         default_factory=lambda: ["person", "car", "bicycle", "dog", "cat"]
@@ -292,6 +295,7 @@ def _env_overrides() -> dict[str, Any]:
         "model_zoo_path",
         "default_keep_alive",
         "admission_timeout_s",
+        "max_pending",
         "max_frames_per_request",
         "max_request_mb",
         "log_json",
@@ -340,68 +344,3 @@ def load_config(path: str | Path | None = None) -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, exc), {"path": str(path)}) from exc
-
-
-# --- where a model's weights are -------------------------------------------------------------
-
-#: model_type in a checkpoint's config.json -> zooserve family id.
-MODEL_TYPE_TO_FAMILY = {
-    "owlv2": "owlv2",
-    "grounding-dino": "grounding_dino",
-    "florence2": "florence2",
-    "clip": "clip",
-    "siglip": "clip",
-    "siglip2": "clip",
-    "segformer": "segformer",
-    "depth_anything": "depth_anything",
-    "vitpose": "vitpose",
-    "xclip": "xclip",
-    "sam2_video": "sam2",
-}
-
-
-def _hub_snapshot(model_id: str, revision: str | None = None) -> Path | None:
-    """The local snapshot dir of a hub model if it is in the cache; never downloads."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model_id, revision=revision, local_files_only=True))
-    except Exception:
-        return None
-
-
-def locate(config: Config, spec: ModelSpec) -> str | None:
-    """Local source of the model's weights, or None when they are not on this machine."""
-    model_id = config.expand_model_id(spec)
-    if _BUILTIN_ID.match(model_id) and spec.family:
-        from zooserve.errors import FamilyNotImplemented
-        from zooserve.families import adapter_class
-
-        try:
-            return adapter_class(spec.family).builtin_source(model_id)
-        except (FamilyNotImplemented, ImportError):
-            return None
-    if Path(model_id).exists():
-        return model_id
-    if not _HUB_ID.match(model_id):
-        return None  # a local path that does not exist
-    revision = spec.source.revision if spec.source else None
-    snapshot = _hub_snapshot(model_id, revision)
-    return str(snapshot) if snapshot else None
-
-
-def infer_family(config: Config, spec: ModelSpec, source: str | None) -> str | None:
-    """The configured family, else the one named by the checkpoint's own config.json."""
-    if spec.family:
-        return spec.family
-    if source is None:
-        return None
-    config_json = Path(source) / "config.json"
-    if not config_json.is_file():
-        return None
-    model_type = json.loads(config_json.read_text()).get("model_type", "")
-    return MODEL_TYPE_TO_FAMILY.get(model_type)
-
-
-def pull_command(spec: ModelSpec) -> str:
-    return f"zooserve models pull {spec.name}"

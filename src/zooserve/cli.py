@@ -347,19 +347,19 @@ def models_info(
             raise typer.Exit(2)
         typer.echo(json.dumps(info[name], indent=2))
         return
-    from zooserve import catalog
+    from zooserve import sources
 
     cfg = _config(config)
     spec = cfg.models.get(name)
     if spec is None:
         console.print(f"[red]unknown model {name!r}[/red]; known: {', '.join(sorted(cfg.models))}")
         raise typer.Exit(2)
-    source = catalog.locate(cfg, spec)
+    source = sources.locate(cfg, spec)
     record = {
         **spec.model_dump(),
         "source": source,
         "available": source is not None,
-        "family": catalog.infer_family(cfg, spec, source),
+        "family": sources.infer_family(cfg, spec, source),
     }
     typer.echo(json.dumps(record, indent=2, default=str))
 
@@ -391,22 +391,22 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
 ) -> None:
     """Every configured model: family, category, estimate, and whether it is present here."""
-    from zooserve import catalog
+    from zooserve import sources
 
     cfg = _config(config)
     rows = []
     for name, spec in cfg.models.items():
-        source = catalog.locate(cfg, spec)
+        source = sources.locate(cfg, spec)
         rows.append(
             {
                 "name": name,
-                "family": catalog.infer_family(cfg, spec, source),
+                "family": sources.infer_family(cfg, spec, source),
                 "category": spec.category,
                 "framework": spec.framework,
                 "vram_mb": spec.vram_mb,
                 "enabled": spec.enabled,
                 "available": spec.enabled and source is not None,
-                "fetch_with": None if source else catalog.pull_command(spec),
+                "fetch_with": None if source else sources.pull_command(spec),
             }
         )
     if as_json:

@@ -93,6 +93,12 @@ class ServiceBusy(ZooError):
     status, code = 503, "service_busy"
 
 
+class QueueFull(ZooError):
+    """`max_pending` requests already wait for memory: refused at once, not queued."""
+
+    status, code = 429, "queue_full"
+
+
 class MissingDependency(ZooError):
     """An optional extra (e.g. ultralytics) is needed for this model."""
 

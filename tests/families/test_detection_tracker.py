@@ -13,7 +13,7 @@ import pytest
 import supervision as sv
 
 from tests.track_scenes import Box, Crossing, mot_scores
-from zooserve import catalog
+from zooserve import sources
 from zooserve.catalog import Config, ModelSpec
 from zooserve.errors import ConfigError
 from zooserve.families import adapter_class
@@ -203,9 +203,9 @@ def test_empty_frames_and_lost_tracks() -> None:
 def test_builtin_id_is_present_without_weights() -> None:
     config = Config.model_validate({"models": {}})
     tracker = make_tracker()
-    assert catalog.locate(config, tracker.spec) == "builtin:bytetrack"
+    assert sources.locate(config, tracker.spec) == "builtin:bytetrack"
     other = ModelSpec(name="x", model_id="builtin:sort", family="detection_tracker")
-    assert catalog.locate(config, other) is None
+    assert sources.locate(config, other) is None
 
 
 def test_contract_edges() -> None:

@@ -5,6 +5,7 @@ validation, and the session's reservation in the memory ledger."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -115,12 +116,14 @@ def make_config(media: Path, sam2: Path) -> Config:
                     "model_id": str(no_weights),
                     "family": "template",
                     "category": "tracking",
+                    "vram_mb": 0,  # OpenCV template matching holds no weights
                 },
                 "sam": {"model_id": str(sam2), "family": "sam2", "category": "tracking"},
                 "template-bank": {
                     "model_id": str(no_weights),
                     "family": "template",
                     "category": "tracking",
+                    "vram_mb": 0,
                     "options": {"bank_mb": 8},
                 },
             },
@@ -303,9 +306,13 @@ async def test_an_idle_session_expires_and_its_request_ends(manager: ModelManage
     frames = track(manager, "faces.mp4", FrameRange(0, 11), prompts=["face"], sessions=sessions)
     await anext(frames)
     assert sessions.sweep() == []  # still fresh
+    (record,) = sessions.records.values()
+    tensors = weakref.ref(record.session)
+    del record
     now[0] += 61  # the client stopped reading a minute ago
     (expired,) = sessions.sweep()
-    assert manager.reservations == {}
+    # The claim went with the session's memory, not before: nothing else kept the session.
+    assert tensors() is None and manager.reservations == {}
     with pytest.raises(ServiceBusy, match="expired"):
         while True:
             await anext(frames)
@@ -314,7 +321,7 @@ async def test_an_idle_session_expires_and_its_request_ends(manager: ModelManage
 
 async def test_the_background_sweep_releases_expired_sessions(manager: ModelManager) -> None:
     sessions = TrackingSessions(manager, idle_ttl_s=0.0)
-    key = await sessions.open("test", 1000)
+    key = await sessions.open("test", object(), 1000)
     assert manager.reservations == {key: 1000}
     sessions.start_sweeper(interval_s=0.01)
     try:

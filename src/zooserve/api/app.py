@@ -26,6 +26,7 @@ from zooserve.api import (
 from zooserve.api.errors import document_errors, install_error_handlers
 from zooserve.api.metrics import Metrics
 from zooserve.api.middleware import ServiceMiddleware
+from zooserve.api.request_settings import apply_request_settings
 from zooserve.api.tasks import Services, job_tasks
 from zooserve.api.uploads import sweep_stale_uploads
 from zooserve.catalog import Config
@@ -39,10 +40,14 @@ log = logging.getLogger("zooserve")
 
 
 def _bind(services: Services, model: Any, run: Any) -> Any:
-    """A job runner for one task: validate the stored body, then run the task's work."""
+    """A job runner for one task: validate the stored body, apply its settings (the job runs
+    in a worker's task, not its request's: nothing of the request's context reaches it), then
+    run the task's work."""
 
     async def runner(body: dict[str, Any], progress: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await run(services, model.model_validate(body), progress)
+        parsed = model.model_validate(body)
+        apply_request_settings(parsed)
+        result: dict[str, Any] = await run(services, parsed, progress)
         return result
 
     return runner

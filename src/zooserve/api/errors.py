@@ -16,6 +16,8 @@ from zooserve.errors import ZooError
 log = logging.getLogger("zooserve.api")
 #: A body can fail in many places at once; the caller gets the first few, each bounded.
 MAX_REPORTED_ERRORS = 20
+#: Retry-After of a 429 whose error named no time of its own.
+DEFAULT_RETRY_AFTER_S = 1.0
 
 
 def error_response(
@@ -48,7 +50,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _zoo_error(request: Request, exc: ZooError) -> JSONResponse:
         if exc.status >= 500 and exc.status not in (501, 503, 507):
             log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.retry_after)
+        retry_after = exc.retry_after
+        if exc.status == 429 and not retry_after:  # "too many": always say when to come back
+            retry_after = DEFAULT_RETRY_AFTER_S
+        return error_response(exc.status, exc.code, exc.message, exc.details, retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,6 +16,12 @@ from zooserve.events import Event
 from zooserve.manager import ModelManager, Status
 
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+#: (metric, key of `manager.scheduler_status()`, help): the admission queue and the ledger.
+SCHEDULER_GAUGES = (
+    ("zooserve_pending_requests", "pending", "Requests waiting for memory"),
+    ("zooserve_max_pending_requests", "max_pending", "Requests that may wait; more get 429"),
+    ("zooserve_memory_peak_used_bytes", "peak_used_bytes", "Most bytes held or claimed at once"),
+)
 
 
 class _ManagerGauges(Collector):
@@ -34,6 +40,11 @@ class _ManagerGauges(Collector):
         yield GaugeMetricFamily(
             "zooserve_models_loaded", "Models loaded now", len(m.loaded_models())
         )
+        scheduler = m.scheduler_status()
+        for name, key, text in SCHEDULER_GAUGES:
+            value = scheduler.get(key)
+            if isinstance(value, int | float):
+                yield GaugeMetricFamily(name, text, value)
         per_model = GaugeMetricFamily(
             "zooserve_model_memory_bytes", "Measured bytes of each loaded model", labels=["model"]
         )

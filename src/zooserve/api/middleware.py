@@ -1,6 +1,7 @@
 """One ASGI middleware for what every request needs: a request id, the optional API key,
-the body's size, media type and nesting depth, and per-route metrics. Pure ASGI so streamed
-responses pass untouched."""
+the body's size, media type and nesting depth, per-route metrics, and the request's context
+for the manager (`request_context.client_gone`). Pure ASGI so streamed responses pass
+untouched."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import anyio
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zooserve import request_context
 from zooserve.api.metrics import Metrics
 from zooserve.logs import request_id
 
@@ -153,12 +156,18 @@ class ServiceMiddleware:
             received = 0
             started_response = False
             rejected = False
+            body_read = False  # the app has had the whole body: only a disconnect may follow
+            gone = False  # a disconnect was seen (by the app, or by client_gone)
 
             async def limited_receive() -> Message:
-                nonlocal received, rejected
-                if rejected:
+                nonlocal received, rejected, body_read, gone
+                if rejected or gone:
                     return {"type": "http.disconnect"}
                 message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone = True
+                    return message
+                body_read = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     # A body without Content-Length ran over: answer 413 now (the app would
@@ -188,7 +197,23 @@ class ServiceMiddleware:
                     message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
                 await send(message)
 
-            await self.app(scope, limited_receive, tagged_send)
+            async def client_gone() -> bool:
+                """Whether the client left, without waiting; False until the app has read the
+                whole body, so no body message is ever taken from the app."""
+                nonlocal gone
+                if not gone and body_read:
+                    gone = await disconnect_waiting(receive)
+                return gone or rejected
+
+            settings = (
+                request_context.client_gone.set(client_gone),
+                request_context.keep_alive.set(None),  # routes set the body's own
+            )
+            try:
+                await self.app(scope, limited_receive, tagged_send)
+            finally:
+                request_context.keep_alive.reset(settings[1])
+                request_context.client_gone.reset(settings[0])
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
@@ -274,6 +299,17 @@ class ServiceMiddleware:
 
 async def _call(function: Callable[..., bool], *args: Any) -> bool:
     return function(*args)
+
+
+async def disconnect_waiting(receive: Receive) -> bool:
+    """Whether a disconnect is already waiting in `receive`, without waiting for one (what
+    Starlette's `Request.is_disconnected` does). Only once the body was read: any other
+    message taken here would be lost to the app."""
+    message: Message = {}
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        message = await receive()
+    return message.get("type") == "http.disconnect"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import BBox, PixelCoordinate, StrictRequest
+from zooserve.api.schemas import BBox, PixelCoordinate, StrictRequest, TaskSettings
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
@@ -44,7 +44,7 @@ class Sampling(StrictRequest):
     count: int = Field(default=8, ge=1)
 
 
-class EnrichRequest(StrictRequest):
+class EnrichRequest(TaskSettings):
     video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
     frame_numbers: list[int] | None = Field(default=None, min_length=1)
     sampling: Sampling | None = None

@@ -7,8 +7,9 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from zooserve.api.request_settings import apply_request_settings
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import StrictRequest
+from zooserve.api.schemas import TaskSettings
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.engines.pool import EnginePool
 from zooserve.pipelines.augment import MergedSuggestion, Ontology, augment
@@ -28,7 +29,7 @@ def engines_of(request: Request) -> EnginePool:
     return pool
 
 
-class SummarizeRequest(StrictRequest):
+class SummarizeRequest(TaskSettings):
     video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
     persona_context: str = Field(min_length=1, description="who the summary is for")
     frame_count: int = Field(default=8, ge=1, description="frames to sample (limit per model)")
@@ -58,7 +59,7 @@ class SummarizeResponse(BaseModel):
     warnings: list[str]
 
 
-class AugmentRequest(StrictRequest):
+class AugmentRequest(TaskSettings):
     persona_name: str = Field(min_length=1)
     existing_ontology: Ontology = Field(default_factory=Ontology)
     domain_context: str = ""
@@ -160,4 +161,5 @@ async def summarize_route(request: Request) -> SummarizeResponse:
 
 @router.post("/augment", response_model=AugmentResponse)
 async def augment_route(body: AugmentRequest, request: Request) -> AugmentResponse:
+    apply_request_settings(body)
     return await augment_response(engines_of(request), body)

@@ -1,8 +1,8 @@
 """Health and model management: /health, /models/info, /models/load, /models/unload.
 
 /health is public (liveness): without the API key, when one is configured, it says status,
-device and memory only; loaded models and engine details need the key. Engine details are
-redacted on every route (launch argv, URLs and errors carry engine tokens).
+device and memory only; loaded models, engine details and the scheduler need the key. Engine
+details are redacted on every route (launch argv, URLs and errors carry engine tokens).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from zooserve.api.middleware import holds_key
 from zooserve.api.schemas import (
     HealthResponse,
+    LoadRequest,
     ModelRef,
     ModelsInfoResponse,
     PublicHealthResponse,
@@ -85,6 +86,7 @@ async def health(request: Request) -> HealthResponse | PublicHealthResponse:
         **public.model_dump(),
         models_loaded=manager.loaded_models(),
         engines=engine_details(request),
+        scheduler=manager.scheduler_status(),
     )
 
 
@@ -110,8 +112,10 @@ async def models_info(request: Request, events: int = 50) -> ModelsInfoResponse:
 
 
 @router.post("/models/load")
-async def load_model(body: ModelRef, request: Request) -> dict[str, Any]:
-    return await manager_of(request).load(body.model_id, reason="POST /models/load")
+async def load_model(body: LoadRequest, request: Request) -> dict[str, Any]:
+    return await manager_of(request).load(
+        body.model_id, reason="POST /models/load", keep_alive=body.keep_alive
+    )
 
 
 @router.post("/models/unload")

@@ -16,7 +16,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import BBox, PixelCoordinate, StrictRequest, VideoInfo
+from zooserve.api.schemas import (
+    BBox,
+    PixelCoordinate,
+    StrictRequest,
+    TaskSettings,
+    VideoInfo,
+)
 from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.errors import ZooError
@@ -60,7 +66,7 @@ class FrameRangeBody(StrictRequest):
     end: int = Field(ge=0, description="inclusive")
 
 
-class TrackRequest(StrictRequest):
+class TrackRequest(TaskSettings):
     video_path: str = Field(min_length=1)
     frame_range: FrameRangeBody
     tracking_model: str | None = None

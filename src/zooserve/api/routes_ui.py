@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from zooserve.annotate import annotate
+from zooserve.api.request_settings import apply_request_settings
 from zooserve.api.routes_detect import detect_request
 from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import DetectRequest
@@ -155,6 +156,7 @@ async def event_stream(request: Request) -> StreamingResponse:
 async def annotate_frames(body: DetectRequest, request: Request) -> dict[str, Any]:
     """Detect, then return each frame with its boxes drawn (JPEG data URLs) beside the result."""
     manager = manager_of(request)
+    apply_request_settings(body)
     result = await detect_request(manager, body)
     path = resolve_media_path(manager.config.media_dir, body.video_path)
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zooserve.api.request_settings import KEEP_ALIVE_DOC, KeepAlive
+
 
 class StrictRequest(BaseModel):
     """Base of every request body: unknown fields are refused and JSON types are taken as they
@@ -32,13 +34,23 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
+class TaskSettings(StrictRequest):
+    """Fields every task body takes beside its own (request_settings.py applies them)."""
+
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
 class ModelRef(StrictRequest):
     model_id: str = Field(
         min_length=1, max_length=200, description="the model's name under `models:`"
     )
 
 
-class DetectRequest(StrictRequest):
+class LoadRequest(ModelRef, TaskSettings):
+    """POST /models/load: the model, and how long it stays once loaded (`keep_alive`)."""
+
+
+class DetectRequest(TaskSettings):
     video_path: str = Field(min_length=1, description="path inside media_root (video or image)")
     frame_numbers: list[int] = Field(default_factory=lambda: [0], min_length=1)
     model: str | None = None
@@ -104,6 +116,11 @@ class HealthResponse(PublicHealthResponse):
 
     models_loaded: list[str]
     engines: dict[str, dict[str, Any]] | None = None
+    scheduler: dict[str, Any] | None = Field(
+        default=None,
+        description="the admission queue and the memory ledger: pending, max_pending, "
+        "used_bytes, peak_used_bytes, budget_bytes",
+    )
 
 
 class ModelsInfoResponse(BaseModel):

@@ -18,15 +18,18 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
 from zooserve.api.middleware import json_nesting_exceeds
+from zooserve.api.request_settings import KEEP_ALIVE_DOC, apply_request_settings
 from zooserve.errors import BadRequest, InvalidRequest, UploadNotStored, ZooError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 UPLOAD_DIR = ".uploads"
+#: Settings an upload form may also give as parts of their own, beside `request`.
+SETTING_PARTS = ("keep_alive",)
 
 
 def sweep_stale_uploads(media_root: Path) -> int:
@@ -88,9 +91,25 @@ def _save(upload: UploadFile, path: Path) -> None:
         shutil.copyfileobj(upload.file, out)
 
 
+def _with_setting_parts(form: FormData, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` plus the per-request settings given as parts of their own (`-F keep_alive=0`):
+    each at most once, as text, and not also inside `request`."""
+    for name in SETTING_PARTS:
+        parts = form.getlist(name)
+        if not parts:
+            continue
+        if len(parts) > 1 or not isinstance(parts[0], str):
+            raise InvalidRequest(f"the `{name}` part must be one text field")
+        if name in fields:
+            raise InvalidRequest(f"give `{name}` once: as a part or inside `request`, not both")
+        fields = {**fields, name: parts[0]}
+    return fields
+
+
 @contextlib.asynccontextmanager
 async def task_request(request: Request, model: type[M], media_root: Path) -> AsyncIterator[M]:
-    """Parse a JSON body, or a multipart upload whose file becomes `video_path`."""
+    """Parse a JSON body, or a multipart upload whose file becomes `video_path`; the body's
+    per-request settings (`keep_alive`) then apply to the rest of the request."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         try:
@@ -101,6 +120,7 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
             parsed = model.model_validate(body)
         except ValidationError as exc:
             raise _invalid(exc) from exc
+        apply_request_settings(parsed)
         yield parsed
         return
     form = await request.form()
@@ -121,6 +141,7 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
         raise InvalidRequest("the `request` part must be a JSON object") from exc
     if not isinstance(fields, dict):
         raise InvalidRequest("the `request` part must be a JSON object")
+    fields = _with_setting_parts(form, fields)
     name = (
         re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.filename).name)[-100:].lstrip(".") or "upload"
     )
@@ -141,6 +162,7 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
             )
         except ValidationError as exc:
             raise _invalid(exc) from exc
+        apply_request_settings(parsed)
         yield parsed
     finally:
         await upload.close()
@@ -158,7 +180,14 @@ def upload_body_doc(model: type[BaseModel]) -> dict[str, Any]:
                         "type": "object",
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
-                            "request": {"type": "string", "description": "the other fields, JSON"},
+                            "request": {
+                                "type": "string",
+                                "description": "the other fields, JSON (`keep_alive` too)",
+                            },
+                            "keep_alive": {
+                                "type": "string",
+                                "description": KEEP_ALIVE_DOC + " Here or inside `request`.",
+                            },
                         },
                         "required": ["file"],
                     }

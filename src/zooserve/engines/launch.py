@@ -31,7 +31,7 @@ import httpx
 from zooserve.engines.config import EngineSpec
 from zooserve.engines.health import engine_secrets, redact_argv, redact_text, secret_values
 from zooserve.engines.types import EngineError, EngineFailure
-from zooserve.manager import ModelManager
+from zooserve.manager import ModelManager, Reclaim
 from zooserve.memory import MB
 
 log = logging.getLogger("zooserve.engines.launch")
@@ -251,12 +251,28 @@ class ManagedEngine:
         self._release()
 
     async def _account(self, megabytes: float, reason: str) -> None:
+        """Claim the engine's memory. Awake and able to sleep, the claim is sleepable: the
+        scheduler puts the idle engine to sleep to make room for models."""
         if self.ledger is None:
             return
-        if megabytes > 0:
-            await self.ledger.reserve(self.key, int(megabytes * MB), reason)
-        else:
+        if megabytes <= 0:
             self.ledger.release(self.key, reason)
+            return
+        asleep = int(self.launch.asleep_memory_mb * MB)
+        sleepable = self.spec.sleep_protocol is not None and int(megabytes * MB) > asleep
+        await self.ledger.reserve(
+            self.key,
+            int(megabytes * MB),
+            reason,
+            reclaim=Reclaim.SLEEP if sleepable else Reclaim.NEVER,
+            sleeper=self._sleep_for_room if sleepable else None,
+            busy=lambda: self.in_flight > 0 or self._lock.locked() or self.state != "awake",
+            floor=asleep if sleepable else 0,
+        )
+
+    async def _sleep_for_room(self) -> None:
+        if not await self.sleep("memory needed for models"):
+            raise EngineError(EngineFailure(self.spec.name, "busy: could not sleep"))
 
     def _release(self) -> None:
         if self.ledger is not None:

@@ -110,9 +110,6 @@ class EnginePool:
                     log.error("engine %s did not start: %s", slot.spec.name, exc)
                     slot.health.mark_down(self.clock(), str(exc))
         await self.probe_all()
-        hooks = getattr(self.manager, "pressure_hooks", None)  # see release_idle
-        if isinstance(hooks, list):
-            hooks.append(self.release_idle)
         if monitor and self._monitor is None:
             self._monitor = asyncio.create_task(self._monitor_forever())
 
@@ -276,8 +273,8 @@ class EnginePool:
     async def release_idle(self, needed_bytes: int = 0) -> int:
         """Put idle managed engines to sleep until `needed_bytes` are freed (0: all of them).
 
-        Returns the bytes given back to the ledger. Meant as the manager's memory-pressure hook
-        (`manager.pressure_hooks`, when the manager has one), and for operators.
+        Returns the bytes given back to the ledger. For operators: the scheduler sleeps an
+        idle engine on its own when a load needs its room (its claim is sleepable).
         """
         freed = 0
         for slot in reversed(self.slots):  # lowest priority first

@@ -8,8 +8,10 @@ Only `forward` may touch the device.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +25,15 @@ from zooserve.runtimes.torch_runtime import inference_dtype, module_bytes
 
 #: RGB uint8 image, shape (H, W, 3).
 Image = np.ndarray
+
+UNKNOWN_SIZE_BYTES = 256 * 2**20
+"""The size the manager assumes for a model when nothing at all can be estimated (no
+`vram_mb`, no weight file it recognises, no config.json to count parameters from). Not 0,
+which would admit any number of such models past the budget; a small model's size, so one still
+fits a small budget. The measured footprint replaces it after the first load."""
+
+#: Files whose bytes are a checkpoint's weights.
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".onnx"})
 
 
 class ModelAdapter(ABC):
@@ -73,22 +84,94 @@ class ModelAdapter(ABC):
 
     @classmethod
     def estimate_bytes(cls, source: str, device: str) -> int | None:
-        """Estimate the loaded size before loading: weight-file bytes x dtype factor."""
+        """Estimate the loaded size before loading: weight-file bytes x dtype factor; with no
+        weight file, the parameters its transformers config.json describes; else None."""
         path = Path(source)
         if not path.exists():
             return None
         files = (
             [path]
             if path.is_file()
-            else [
-                p
-                for p in path.rglob("*")
-                if p.suffix in {".safetensors", ".bin", ".pt", ".pth", ".onnx"}
-            ]
+            else [p for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES]
         )
+        if not files:
+            return config_estimate_bytes(path, device)
         size = sum(p.stat().st_size for p in files)
         # Checkpoints here are fp32; half precision on CUDA halves them.
         return size // 2 if device.startswith("cuda") else size
+
+
+def config_estimate_bytes(directory: Path, device: str) -> int | None:
+    """Bytes of the model that `directory/config.json` (transformers) describes, or None when
+    it cannot be read. Reads no weights and downloads nothing.
+
+    Floating tensors count at 2 bytes on CUDA (the adapters run half precision there), else at
+    the checkpoint's stored dtype (config `dtype`/`torch_dtype`, fp32 if unset), as the
+    weight-file estimate does; integer buffers at their own size.
+    """
+    config_json = directory / "config.json"
+    try:
+        stat = config_json.stat()
+        data = json.loads(config_json.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or _names_a_hub_backbone(data):
+        return None
+    counted = _count_tensors(str(directory), stat.st_mtime_ns, stat.st_size)
+    if counted is None:
+        return None
+    floating, other_bytes = counted
+    if device.startswith("cuda"):
+        float_bytes = 2
+    else:
+        stored = getattr(torch, str(data.get("dtype") or data.get("torch_dtype") or ""), None)
+        float_bytes = (
+            stored.itemsize if isinstance(stored, torch.dtype) and stored.is_floating_point else 4
+        )
+    return floating * float_bytes + other_bytes
+
+
+def _names_a_hub_backbone(data: Any) -> bool:
+    """True when a (nested) config names its `backbone` without a `backbone_config`:
+    transformers then asks the hub whether that name is a repository while reading it."""
+    if isinstance(data, list):
+        return any(_names_a_hub_backbone(item) for item in data)
+    if not isinstance(data, dict):
+        return False
+    if data.get("backbone") and not data.get("backbone_config"):
+        return True
+    return any(_names_a_hub_backbone(value) for value in data.values())
+
+
+@lru_cache(maxsize=64)
+def _count_tensors(directory: str, mtime_ns: int, size: int) -> tuple[int, int] | None:
+    """(floating elements, bytes of other tensors) of the parameters and buffers of the model
+    a config describes, built on the meta device (no memory, no weights). The config's file
+    time and size key the cache, so an edited config is counted again."""
+    try:
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
+        names = getattr(config, "architectures", None) or [""]
+        model_class = getattr(transformers, str(names[0]), None)
+        with torch.device("meta"):
+            if isinstance(model_class, type) and issubclass(
+                model_class, transformers.PreTrainedModel
+            ):
+                model = model_class(config)
+            else:
+                model = transformers.AutoModel.from_config(config)
+    except Exception:  # unknown model type, remote code, a broken config: no estimate
+        return None
+    floating = other_bytes = 0
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            floating += tensor.numel()
+        else:
+            other_bytes += tensor.numel() * tensor.element_size()
+    return floating, other_bytes
 
 
 class Detector(ModelAdapter):

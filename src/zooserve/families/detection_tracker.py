@@ -72,6 +72,10 @@ class DetectionTracker(Tracker):
         """`builtin:bytetrack` is present wherever the `trackers` package imports."""
         return model_id if model_id == BUILTIN_ID else None
 
+    @classmethod
+    def estimate_bytes(cls, source: str, device: str) -> int | None:
+        return 0  # no weights: the detector is budgeted as its own model
+
     def load(self) -> None:
         detector = self.spec.options.get("detector")
         if not isinstance(detector, str) or not detector:

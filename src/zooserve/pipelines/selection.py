@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from zooserve import catalog
+from zooserve import catalog, sources
 from zooserve.errors import FamilyNotImplemented, InvalidInput
 from zooserve.families import adapter_class
 from zooserve.families.base import Detector
@@ -226,7 +226,7 @@ def _family_class(manager: ModelManager, name: str) -> type | None:
     family = spec.family
     if family is None:
         try:
-            family = catalog.infer_family(manager.config, spec, manager.source(spec))
+            family = sources.infer_family(manager.config, spec, manager.source(spec))
         except (OSError, ValueError):
             return None
     if family is None:

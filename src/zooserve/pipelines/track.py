@@ -134,21 +134,27 @@ async def track(
             geometric = await _prompts_from_text(
                 manager, video_path, start, texts, confidence_threshold
             )
+        # The tracker and its detector are one plan: admitted together or not at all, so the
+        # request never holds one while it waits for room for the other.
+        plan = [name, *([_detector_name(manager, name)] if by_detection else [])]
         async with contextlib.AsyncExitStack() as stack:
-            tracker = _as_tracker(name, await stack.enter_async_context(manager.use(name)))
+            leased = await stack.enter_async_context(manager.use_all(plan))
+            tracker = _as_tracker(name, leased[name])
             detector: Detector | None = None
             if isinstance(tracker, DetectionTracker):
-                report.detector = _detector_name(manager, tracker)
-                leased = await stack.enter_async_context(manager.use(report.detector))
-                detector = _as_detector(report.detector, leased)
+                report.detector = plan[1]
+                detector = _as_detector(report.detector, leased[report.detector])
             queries, labels = _queries(manager, tracker, detector, texts)
-            session = await _finish(
+            started_session = await _finish(
                 manager.infer(tracker.start, geometric, source.width, source.height)
             )
             key = await sessions.open(
                 f"tracking {video_path} [{start}..{end}] with {name}",
-                tracker.session_bytes(session),
+                started_session,
+                tracker.session_bytes(started_session),
+                holds=plan,
             )
+            del started_session  # held by `sessions` alone: its claim lives as long as it
 
             @stack.callback
             def end_session() -> None:
@@ -162,7 +168,7 @@ async def track(
                     manager.infer(
                         _run_chunk,
                         tracker,
-                        session,
+                        sessions.session(key),
                         chunk,
                         detector,
                         queries,
@@ -299,11 +305,13 @@ def _keep_labels(detections: sv.Detections, labels: set[str] | None) -> sv.Detec
     return detections[keep]  # type: ignore[return-value]
 
 
-def _detector_name(manager: ModelManager, tracker: DetectionTracker) -> str:
-    name = tracker.detector_name
-    if name not in manager.states:
+def _detector_name(manager: ModelManager, tracker_name: str) -> str:
+    """The detector a detection tracker names (`options.detector`), read from the config so
+    the tracker and its detector are admitted as one plan."""
+    name = manager.state(tracker_name).spec.options.get("detector")
+    if not isinstance(name, str) or name not in manager.states:
         raise ConfigError(
-            f"models.{tracker.spec.name}.options.detector names {name!r}, which is not under "
+            f"models.{tracker_name}.options.detector names {name!r}, which is not under "
             f"models: (known: {sorted(manager.states)})"
         )
     return name

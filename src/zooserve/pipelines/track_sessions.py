@@ -5,16 +5,18 @@ it is reserved in the manager's ledger under `tracking:<id>` and kept in step wi
 `Tracker.session_bytes` as the video advances. The request releases it when it ends or fails;
 a background sweep is the safety net for a request that stops moving (a client that stopped
 reading a stream leaves its generator suspended): after `idle_ttl_s` without a frame the
-reservation is released and the request, if it ever resumes, ends with an error.
+session is dropped, then its claim released, and the request, if it ever resumes, ends with
+an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from zooserve.errors import ServiceBusy
@@ -31,10 +33,12 @@ GROWTH_STEP_SHARE = 0.10
 @dataclass
 class SessionRecord:
     reason: str
+    session: object  # the tracker's session (its tensors): only referenced here
     reserved: int = 0  # bytes in the ledger now
     peak: int = 0  # most bytes the session held
     last_active: float = 0.0  # seconds on the sessions clock
     expired: bool = False
+    holds: Sequence[str] = ()
 
 
 class TrackingSessions:
@@ -52,12 +56,31 @@ class TrackingSessions:
         self.records: dict[str, SessionRecord] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def open(self, reason: str, nbytes: int = 0) -> str:
-        """Reserve a new session's bytes; returns its ledger key."""
+    async def open(
+        self, reason: str, session: object, nbytes: int = 0, holds: Sequence[str] = ()
+    ) -> str:
+        """Claim a new session's bytes and keep the session; returns its ledger key.
+        `holds`: the models the request has leased (never evicted for its own session)."""
         key = f"tracking:{uuid.uuid4().hex[:12]}"
-        await self.manager.reserve(key, nbytes, reason)
-        self.records[key] = SessionRecord(reason, nbytes, nbytes, self.clock())
+        await self.manager.reserve(key, nbytes, reason, holds=holds)
+        self.records[key] = SessionRecord(
+            reason, session, nbytes, nbytes, self.clock(), holds=holds
+        )
         return key
+
+    def session(self, key: str) -> object:
+        """The live session; ServiceBusy once the sweep expired it (its tensors are gone)."""
+        record = self.records.get(key)
+        if record is None or record.expired:
+            raise self._expired_error(key)
+        return record.session
+
+    def _expired_error(self, key: str) -> ServiceBusy:
+        return ServiceBusy(
+            f"tracking session {key} expired after {self.idle_ttl_s:.0f} s without progress",
+            {"session": key, "idle_ttl_s": self.idle_ttl_s},
+            retry_after=1,
+        )
 
     async def update(self, key: str, nbytes: int) -> None:
         """Record activity and the session's size; re-reserve once it grew by a step.
@@ -67,16 +90,12 @@ class TrackingSessions:
         """
         record = self.records.get(key)
         if record is None or record.expired:
-            raise ServiceBusy(
-                f"tracking session {key} expired after {self.idle_ttl_s:.0f} s without progress",
-                {"session": key, "idle_ttl_s": self.idle_ttl_s},
-                retry_after=1,
-            )
+            raise self._expired_error(key)
         record.last_active = self.clock()
         record.peak = max(record.peak, nbytes)
         step = max(GROWTH_STEP_BYTES, int(record.reserved * GROWTH_STEP_SHARE))
         if nbytes - record.reserved >= step:
-            await self.manager.reserve(key, nbytes, record.reason)
+            await self.manager.reserve(key, nbytes, record.reason, holds=record.holds)
             record.reserved = nbytes
 
     def peak(self, key: str) -> int:
@@ -89,7 +108,9 @@ class TrackingSessions:
         self.manager.release(key, reason)
 
     def sweep(self) -> list[str]:
-        """Release sessions idle for longer than the time-to-live; returns their keys."""
+        """Drop the sessions idle for longer than the time-to-live, then release their claims
+        (a claim lives exactly as long as its tensors); returns their keys. The suspended
+        request, if it ever resumes, ends with an error instead of using the session."""
         now = self.clock()
         expired = [
             key
@@ -98,6 +119,8 @@ class TrackingSessions:
         ]
         for key in expired:
             self.records[key].expired = True
+            self.records[key].session = None
+            gc.collect()  # a tracker's session can hold reference cycles
             self.manager.release(key, f"idle for more than {self.idle_ttl_s:.0f} s")
         return expired
 

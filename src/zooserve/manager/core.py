@@ -1,0 +1,319 @@
+"""ModelManager: the one owner of loaded models.
+
+Lazy loads on first use through the scheduler (whole plans from a bounded queue, admission by
+bytes against the budget, see scheduler.py), single-flight per model, one load at a time on
+a dedicated loader thread, eviction of idle claims only, keep-alive timers per model, verified
+unloads, and an event for everything. All state lives on the event loop thread, so it changes
+only between awaits; blocking work runs on the loader thread or the inference pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from zooserve import request_context
+from zooserve.catalog import Config, ModelSpec
+from zooserve.errors import ConfigError, ModelInUse, ModelNotFound
+from zooserve.events import Event, EventLog
+from zooserve.families import adapter_class
+from zooserve.families.base import ModelAdapter
+from zooserve.inference import InferencePool
+from zooserve.manager.admission import Admission
+from zooserve.manager.claims import Claim, Ledger, Reclaim
+from zooserve.manager.reporting import Reporting
+from zooserve.manager.scheduler import Scheduler, Ticket
+from zooserve.manager.state import ModelState, Status
+from zooserve.manager.transitions import AdapterFactory, Remeasured, Transitions
+from zooserve.memory import MB, MemoryProbe, probe_for
+from zooserve.runtimes.torch_runtime import resolve_device
+
+T = TypeVar("T")
+#: Times a request re-queues after its model measured above its admission.
+REMEASURE_RETRIES = 2
+
+
+def default_adapter_factory(spec: ModelSpec, source: str, device: str) -> ModelAdapter:
+    if not spec.family:
+        raise ConfigError(f"models.{spec.name}.family is not set and could not be inferred")
+    return adapter_class(spec.family)(spec, source, device)
+
+
+class ModelManager(Admission, Transitions, Reporting):
+    """Owns every loaded model. Use `async with manager.use(name) as adapter:`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        probe: MemoryProbe | None = None,
+        adapter_factory: AdapterFactory = default_adapter_factory,
+        clock: Callable[[], float] = time.monotonic,
+        inference_workers: int = 1,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.probe = probe or probe_for(self.device)
+        self.adapter_factory = adapter_factory
+        self.clock = clock  # keep-alive time (injectable); waits use real time
+        self.events = EventLog()
+        self.budget_bytes = self._budget_bytes()
+        self.ledger = Ledger(self.budget_bytes)
+        self.scheduler = Scheduler(self, config.max_pending)
+        self.states = {
+            name: ModelState(spec, config.keep_alive_for(spec))
+            for name, spec in config.models.items()
+        }
+        self._init_public_names()
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="zooserve-loader")
+        self._inference = InferencePool(inference_workers, config.inference_timeout_s)
+        self._tasks: set[asyncio.Task[Any]] = set()  # strong refs to (un)loads and sleeps
+
+    def _budget_bytes(self) -> int:
+        setting = self.config.memory_budget_mb
+        if setting == "auto":
+            share = 0.9 if self.device.startswith("cuda") else 0.5
+            return int(self.probe.total_bytes() * share)
+        return int(float(setting) * MB)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Preload pinned models (keep-alive runs on timers: nothing to start)."""
+        for state in self.states.values():
+            if state.pinned and state.spec.enabled and self.available(state.name):
+                await self.load(state.name, reason="pinned in config")
+
+    async def close(self) -> None:
+        for state in self.states.values():
+            if state.timer is not None:
+                state.timer.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for state in self.states.values():
+            if state.status is Status.LOADED and state.refcount == 0:
+                await self._start_unload(state, "unload", "service shutdown")
+        self._loader.shutdown(wait=True)
+        self._inference.shutdown(wait=True)
+
+    def _dispatch(self) -> None:
+        self.scheduler.dispatch()
+
+    # --- leases ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str) -> AsyncIterator[ModelAdapter]:
+        """Lease a loaded model (loading it if needed); it cannot be evicted while leased."""
+        async with self.use_all([name]) as adapters:
+            yield adapters[name]
+
+    @contextlib.asynccontextmanager
+    async def use_all(self, names: Sequence[str]) -> AsyncIterator[dict[str, ModelAdapter]]:
+        """Lease several models admitted as one plan (a tracker and its detector): they fit
+        together or the request waits, so a request never holds one while waiting for another."""
+        states = await self._acquire(list(dict.fromkeys(names)))
+        try:
+            adapters = {}
+            for state in states:
+                assert state.adapter is not None
+                adapters[state.name] = state.adapter
+            yield adapters
+        finally:
+            for state in states:
+                self._end_lease(state)
+
+    async def _acquire(self, names: list[str]) -> list[ModelState]:
+        states = [self.state(name) for name in names]
+        for attempt in range(REMEASURE_RETRIES + 1):
+            for state in states:
+                self.prepare(state)
+            ticket = Ticket(", ".join(names), models=tuple(names))
+            await self.scheduler.admit(
+                ticket, self.config.admission_timeout_s, request_context.client_gone.get()
+            )
+            try:  # leased; wait for the loads the grant started (or shares)
+                for state in states:
+                    while state.status is Status.LOADING and state.transition is not None:
+                        await asyncio.shield(state.transition)
+                return states
+            except Remeasured:
+                for state in states:
+                    self._end_lease(state)
+                if attempt == REMEASURE_RETRIES:
+                    raise
+            except BaseException:
+                for state in states:
+                    self._end_lease(state)
+                raise
+        raise AssertionError("unreachable")
+
+    def _lease(self, state: ModelState) -> None:
+        state.refcount += 1
+        state.last_used = self.clock()
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+
+    def _end_lease(self, state: ModelState) -> None:
+        state.refcount -= 1
+        state.last_used = self.clock()
+        if state.refcount == 0:
+            requested = request_context.keep_alive.get()
+            state.keep_alive = (
+                requested if requested is not None else self.config.keep_alive_for(state.spec)
+            )
+            claim = self.ledger.get(state.key)
+            if claim is not None:
+                claim.reclaim = Reclaim.NEVER if state.pinned else Reclaim.EVICT
+            self._arm_keep_alive(state)
+        self._dispatch()
+
+    def _arm_keep_alive(self, state: ModelState) -> None:
+        """One timer per idle model: it unloads the model when its keep-alive runs out."""
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        if not state.idle or state.pinned:
+            return
+        if state.keep_alive == 0:
+            self._start_unload(state, "unload", "keep_alive 0: unload after the request")
+            return
+        loop = asyncio.get_running_loop()
+        state.timer = loop.call_later(state.keep_alive, self._expire, state)
+
+    def _expire(self, state: ModelState) -> None:
+        state.timer = None
+        if state.idle and not state.pinned and self._expired(state):
+            self._start_unload(state, "unload", "keep_alive expired")
+
+    async def infer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking inference in the inference pool (never on the event loop or loader),
+        with the `inference_timeout_s` deadline (see zooserve.inference)."""
+        return await self._inference.run(fn, *args, on_stuck=lambda f: self._hold(fn, args, f))
+
+    def _hold(self, fn: Callable[..., Any], args: tuple[Any, ...], running: Any) -> None:
+        """Keep the models a stuck call uses leased until its thread really ends."""
+        used = {id(getattr(fn, "__self__", None)), *(id(a) for a in args)}
+        for state in self.states.values():
+            if state.adapter is not None and id(state.adapter) in used:
+                self._lease(state)
+                self.events.record(Event("inference_stuck", state.name, "inference timed out"))
+                running.add_done_callback(lambda _, state=state: self._end_lease(state))
+
+    # --- the API's verbs ---------------------------------------------------------------------
+
+    def state(self, name: str) -> ModelState:
+        state = self.states.get(name)
+        if state is None:
+            raise ModelNotFound(
+                f"unknown model {name!r}", {"available_models": sorted(self.states)}
+            )
+        return state
+
+    async def load(
+        self, name: str, reason: str = "requested", keep_alive: float | None = None
+    ) -> dict[str, Any]:
+        """Load without keeping a lease (the /models/load endpoint). Idempotent."""
+        state = self.state(name)
+        loads = state.load_count
+        token = request_context.keep_alive.set(keep_alive) if keep_alive is not None else None
+        try:
+            async with self.use(name):
+                pass
+        finally:
+            if token is not None:
+                request_context.keep_alive.reset(token)
+        if state.load_count == loads:
+            return {"model_id": name, "status": "already_loaded", "bytes": state.measured_bytes}
+        return {
+            "model_id": name,
+            "status": "loaded",
+            "seconds": state.last_load_seconds,
+            "bytes": state.measured_bytes,
+            "peak_bytes": state.measured_peak_bytes,
+        }
+
+    async def unload(self, name: str, reason: str = "requested") -> dict[str, Any]:
+        """Unload now. A model in use is refused (409) rather than pulled from under a request."""
+        state = self.state(name)
+        if state.transition is not None:
+            await asyncio.shield(state.transition)
+        if state.status is not Status.LOADED:
+            return {"model_id": name, "status": "not_loaded"}
+        if state.refcount > 0:
+            raise ModelInUse(
+                f"model {name!r} is in use by {state.refcount} request(s); retry when they finish",
+                {"refcount": state.refcount},
+                retry_after=1,
+            )
+        event = await self._start_unload(state, "unload", reason)
+        return {"model_id": name, "status": "unloaded", **event.details, "seconds": event.seconds}
+
+    async def reap_expired(self) -> list[str]:
+        """Unload idle models whose keep-alive ran out by `clock` now (the timers do this as
+        time passes; this is for an injected clock and for operators). Returns their names."""
+        reaped = []
+        for state in list(self.states.values()):
+            # While an earlier one unloaded, this one may have been leased, or used and let go.
+            if state.idle and not state.pinned and self._expired(state):
+                await self._start_unload(state, "unload", "keep_alive expired")
+                reaped.append(state.name)
+        return reaped
+
+    def _expired(self, state: ModelState) -> bool:
+        return self.clock() - state.last_used >= state.keep_alive
+
+    # --- claims beyond models ----------------------------------------------------------------
+
+    @property
+    def reservations(self) -> dict[str, int]:
+        """Bytes claimed outside models (tracking sessions, engines), by key."""
+        return {c.key: c.nbytes for c in self.ledger if self.model_of(c.key) is None}
+
+    def used_bytes(self) -> int:
+        return self.ledger.used_bytes()
+
+    async def reserve(
+        self,
+        key: str,
+        nbytes: int,
+        reason: str,
+        *,
+        reclaim: Reclaim = Reclaim.WAIT,
+        sleeper: Callable[[], Awaitable[object]] | None = None,
+        busy: Callable[[], bool] | None = None,
+        floor: int = 0,
+        holds: Sequence[str] = (),
+    ) -> None:
+        """Claim `nbytes` outside models (a session's memory bank, an engine) under `key`,
+        replacing an earlier claim under it. Growth is admitted through the scheduler ahead of
+        new plans (the caller usually holds leases others wait for); shrinking is immediate.
+        `holds`: the models the caller has leased (never evicted for its own claim).
+        Raises BudgetExceeded / ServiceBusy like a load."""
+        claim = Claim(key, nbytes, reclaim, reason, busy or (lambda: False), sleeper, floor)
+        claim.last_used = self.clock()
+        held = self.ledger.get(key)
+        if held is not None and held.reclaiming:
+            claim.reclaiming = True  # a sleep in progress is shrinking it
+        if held is not None and nbytes <= held.nbytes:
+            self.ledger.put(claim)
+            self._dispatch()
+        else:
+            leased = frozenset(self.state(name).key for name in holds)
+            ticket = Ticket(key, extras=(claim,), urgent=True, holds=leased)
+            await self.scheduler.admit(
+                ticket, self.config.admission_timeout_s, request_context.client_gone.get()
+            )
+        self.events.record(Event("reserve", key, reason, bytes=nbytes))
+
+    def release(self, key: str, reason: str = "released") -> None:
+        """Give back a claim outside models (no-op when absent)."""
+        if self.model_of(key) is not None:
+            return
+        claim = self.ledger.drop(key)
+        if claim is not None:
+            self.events.record(Event("release", key, reason, bytes=claim.nbytes))
+            self._dispatch()

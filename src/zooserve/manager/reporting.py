@@ -1,0 +1,131 @@
+"""What the manager tells callers: availability, per-model info, the ledger and the queue.
+Responses never show absolute server paths (see `public_text`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zooserve import sources
+from zooserve.manager.claims import Ledger
+from zooserve.manager.scheduler import Scheduler
+from zooserve.manager.state import ModelState, Status
+from zooserve.memory import MB
+
+if TYPE_CHECKING:
+    from zooserve.catalog import Config, ModelSpec
+
+#: An absolute path in free text (not a URL's): shown as `…/<last part>`.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)")
+
+
+class Reporting:
+    """Mixin of ModelManager: read-only views for the API."""
+
+    config: Config
+    states: dict[str, ModelState]
+    ledger: Ledger
+    scheduler: Scheduler
+    clock: Callable[[], float]
+    _public_names: list[tuple[str, str]]
+
+    if TYPE_CHECKING:
+
+        def state(self, name: str) -> ModelState: ...
+        def admission_bytes(self, state: ModelState) -> int: ...
+
+    def _init_public_names(self) -> None:
+        """Server directories as written and as resolved -> the names callers know them by."""
+        config = self.config
+        self._public_names = [
+            (str(form), name)
+            for path, name in (
+                (config.resolve_path(config.model_zoo_path), "{MODEL_ZOO_PATH}"),
+                (config.media_dir, "{media_root}"),
+            )
+            for form in (Path(path).resolve(), path)
+        ]
+
+    def public_text(self, text: str) -> str:
+        """`text` with this server's directories replaced by the names callers know them by."""
+        for path, name in self._public_names:
+            text = text.replace(path, name)
+        return _ABSOLUTE_PATH.sub(r"…/\1", text)
+
+    def source(self, spec: ModelSpec) -> str | None:
+        return sources.locate(self.config, spec)
+
+    def available(self, name: str, _seen: frozenset[str] = frozenset()) -> bool:
+        """Enabled and its weights are here; a composite model (a detection tracker) only if
+        the detector it names is available too."""
+        spec = self.state(name).spec
+        if not (spec.enabled and self.source(spec) is not None):
+            return False
+        detector = spec.options.get("detector") if spec.family == "detection_tracker" else None
+        if detector is None:
+            return True
+        seen = _seen | {name}
+        return detector in self.states and detector not in seen and self.available(detector, seen)
+
+    def loaded_models(self) -> list[str]:
+        return [n for n, s in self.states.items() if s.status is Status.LOADED]
+
+    def scheduler_status(self) -> dict[str, Any]:
+        """The admission queue and the ledger, for /health."""
+        return {
+            "pending": self.scheduler.pending,
+            "max_pending": self.scheduler.max_pending,
+            "admitted": self.scheduler.admitted,
+            "refused_queue_full": self.scheduler.refused_full,
+            "used_bytes": self.ledger.used_bytes(),
+            "peak_used_bytes": self.ledger.peak_used_bytes,
+            "budget_bytes": self.ledger.budget_bytes,
+            "claims": [
+                {
+                    "key": c.key,
+                    "bytes": c.nbytes,
+                    "reclaim": c.reclaim.value,
+                    "busy": c.busy(),
+                    "reclaiming": c.reclaiming,
+                }
+                for c in self.ledger
+            ],
+        }
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        state = self.state(name)
+        spec = state.spec
+        source = self.source(spec)
+        expires = None
+        if state.idle and not state.pinned:
+            expires = max(0.0, state.keep_alive - (self.clock() - state.last_used))
+        claim = self.ledger.get(state.key)
+        info: dict[str, Any] = {
+            "status": state.status.value,
+            "category": spec.category,
+            "family": sources.infer_family(self.config, spec, source),
+            "framework": spec.framework,
+            "model_id": self.public_text(spec.model_id),
+            "enabled": spec.enabled,
+            "available": self.available(name),
+            "vram_mb_estimate": spec.vram_mb,
+            "memory_mb_measured": None
+            if state.measured_bytes is None
+            else state.measured_bytes / MB,
+            "peak_mb_measured": None
+            if state.measured_peak_bytes is None
+            else state.measured_peak_bytes / MB,
+            "claim_mb": claim.nbytes / MB if claim else None,
+            "load_count": state.load_count,
+            "last_load_seconds": state.last_load_seconds,
+            "in_use": state.refcount,
+            "pinned": state.pinned,
+            "keep_alive_seconds": state.keep_alive,
+            "expires_in_seconds": expires,
+            "last_error": state.last_error,
+        }
+        if source is None and spec.enabled:
+            info["fetch_with"] = sources.pull_command(spec)
+        return info

@@ -1,0 +1,185 @@
+"""The admission queue: whole plans admitted from a bounded queue, no lock held across a wait.
+
+A request declares its plan (the models it will lease, the bytes it will claim beside them)
+and waits in the queue until the plan is admitted as a whole. Every change of state (a lease
+ends, a load or unload finishes, a claim shrinks, a request arrives or leaves) runs one
+dispatch pass: synchronous, on the event loop, so nothing changes under it. The pass asks the
+policy (zooserve.manager.policy) about each queued plan in order and carries out the answer:
+grant it, start reclaiming claims for it, leave it waiting or refuse it. A plan that fits is
+granted even when an earlier one waits for busy models; an earlier plan that is being made
+room for keeps that room (its bytes are earmarked for it, not taken by later plans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from zooserve.errors import MediaClosed, QueueFull, ZooError
+from zooserve.manager.claims import Claim, Ledger
+from zooserve.manager.policy import Candidate, Verdict, decide
+
+#: How often a queued request checks whether its client is still there (seconds).
+CLIENT_POLL_S = 0.5
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One queued plan."""
+
+    label: str  # what it is for, in messages: model names or a claim key
+    models: tuple[str, ...] = ()
+    extras: tuple[Claim, ...] = ()  # claims to add or grow beside the models
+    urgent: bool = False  # asked by a holder of leases (growth): ahead of new plans
+    patient: bool = True  # may wait for busy claims; else refused as busy at once
+    future: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    enqueued_at: float = field(default_factory=time.monotonic)
+    incoming: set[str] = field(default_factory=set)  # claim keys being reclaimed for it
+    #: Claims its requester holds meanwhile (its leased models): never room for itself.
+    holds: frozenset[str] = frozenset()
+
+
+class Host(Protocol):
+    """What the scheduler needs from the manager (the mechanism that owns models)."""
+
+    ledger: Ledger
+
+    def plan_need(self, ticket: Ticket) -> int | None: ...
+    def candidates(self, exclude: set[str]) -> list[Candidate]: ...
+    def ceiling(self, ticket: Ticket) -> int: ...
+    def grant(self, ticket: Ticket) -> None: ...
+    def ungrant(self, ticket: Ticket) -> None: ...
+    def start_reclaim(self, key: str, for_whom: str) -> None: ...
+    def refusal(self, ticket: Ticket, need: int) -> ZooError: ...
+    def busy_error(self, ticket: Ticket, need: int) -> ZooError: ...
+
+
+class Scheduler:
+    def __init__(self, host: Host, max_pending: int) -> None:
+        self.host = host
+        self.max_pending = max_pending
+        self.queue: list[Ticket] = []
+        self.admitted = 0
+        self.refused_full = 0
+        self._dispatching = False
+        self._again = False
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue)
+
+    async def admit(
+        self,
+        ticket: Ticket,
+        timeout_s: float,
+        client_gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        """Queue `ticket` and return once its plan is granted; raise its refusal, QueueFull,
+        ServiceBusy after `timeout_s`, or MediaClosed when the client went away meanwhile."""
+        if not ticket.urgent and sum(not t.urgent for t in self.queue) >= self.max_pending:
+            self.refused_full += 1
+            raise QueueFull(
+                f"{self.max_pending} requests already wait for memory (max_pending)",
+                {"pending": self.pending, "max_pending": self.max_pending},
+                retry_after=1.0,
+            )
+        if ticket.urgent:
+            first_new = next((i for i, t in enumerate(self.queue) if not t.urgent), None)
+            self.queue.insert(len(self.queue) if first_new is None else first_new, ticket)
+        else:
+            self.queue.append(ticket)
+        try:
+            self.dispatch()
+            deadline = time.monotonic() + timeout_s
+            while not ticket.future.done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and self._on_its_way(ticket):
+                    remaining = CLIENT_POLL_S  # room is being made for it: not a busy wait
+                elif remaining <= 0:
+                    raise self.host.busy_error(ticket, self.host.plan_need(ticket) or 0)
+                poll = min(remaining, CLIENT_POLL_S) if client_gone else remaining
+                await asyncio.wait([ticket.future], timeout=poll)
+                if not ticket.future.done() and client_gone is not None and await client_gone():
+                    raise MediaClosed(f"the client went away while {ticket.label} waited")
+            ticket.future.result()
+            self.admitted += 1
+        except BaseException:
+            self._withdraw(ticket)
+            raise
+
+    def _withdraw(self, ticket: Ticket) -> None:
+        """A ticket whose caller is gone: out of the queue, or its grant given back."""
+        if ticket in self.queue:
+            self.queue.remove(ticket)
+        if ticket.future.done():
+            if not ticket.future.cancelled() and ticket.future.exception() is None:
+                self.host.ungrant(ticket)
+        else:
+            ticket.future.cancel()
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Run passes until nothing changes; re-entrant calls ask for one more pass."""
+        if self._dispatching:
+            self._again = True
+            return
+        self._dispatching = True
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                self._pass()
+        finally:
+            self._dispatching = False
+
+    def _pass(self) -> None:
+        host, ledger = self.host, self.host.ledger
+        earmarked = 0
+        for ticket in list(self.queue):
+            if ticket.future.done():
+                self.queue.remove(ticket)
+                continue
+            need = host.plan_need(ticket)
+            if need is None:  # a model of the plan is unloading: wait for it
+                continue
+            free = max(0, ledger.free_bytes() - earmarked)
+            incoming = self._incoming(ticket)
+            exclude = {f"model:{name}" for name in ticket.models} | {c.key for c in ticket.extras}
+            decision = decide(need, free, incoming, host.candidates(exclude), host.ceiling(ticket))
+            if decision.verdict is Verdict.ADMIT:
+                self.queue.remove(ticket)
+                host.grant(ticket)
+                ticket.future.set_result(None)
+            elif decision.verdict is Verdict.REFUSE:
+                self.queue.remove(ticket)
+                ticket.future.set_exception(host.refusal(ticket, need))
+            elif decision.verdict is Verdict.RECLAIM:
+                for victim in decision.victims:
+                    ticket.incoming.add(victim.key)
+                    host.start_reclaim(victim.key, ticket.label)
+                earmarked += min(free, need)
+            elif incoming:  # room is on its way: keep what is free for it
+                earmarked += min(free, need)
+            elif not ticket.patient:
+                self.queue.remove(ticket)
+                ticket.future.set_exception(host.busy_error(ticket, need))
+
+    def _on_its_way(self, ticket: Ticket) -> bool:
+        """Claims are being reclaimed for it, or a model of its plan is unloading."""
+        return bool(self._incoming(ticket)) or self.host.plan_need(ticket) is None
+
+    def _incoming(self, ticket: Ticket) -> int:
+        """Bytes still being reclaimed for `ticket`."""
+        total = 0
+        for key in list(ticket.incoming):
+            claim = self.host.ledger.get(key)
+            if claim is None or not claim.reclaiming:
+                ticket.incoming.discard(key)
+            else:
+                total += claim.nbytes - claim.floor
+        return total

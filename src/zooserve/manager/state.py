@@ -1,0 +1,55 @@
+"""One model's state in the manager (see DESIGN.md, "The manager's states")."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+from zooserve.catalog import ModelSpec
+from zooserve.families.base import ModelAdapter
+from zooserve.memory import LoadFootprint
+
+
+class Status(enum.StrEnum):
+    UNLOADED = "unloaded"
+    LOADING = "loading"
+    LOADED = "loaded"
+    UNLOADING = "unloading"
+
+
+@dataclass
+class ModelState:
+    spec: ModelSpec
+    keep_alive: float
+    status: Status = Status.UNLOADED
+    adapter: ModelAdapter | None = None
+    #: Leases: requests using it, or admitted and waiting for its load. Never evicted while > 0.
+    refcount: int = 0
+    source: str | None = None  # where its weights are (checked before each admission)
+    footprint: LoadFootprint | None = None
+    measured_bytes: int | None = None  # kept across unloads: the next admission uses them
+    measured_peak_bytes: int | None = None
+    load_count: int = 0
+    last_load_seconds: float | None = None
+    last_used: float = 0.0
+    last_error: str | None = None
+    transition: asyncio.Future[None] | None = None
+    timer: asyncio.TimerHandle | None = None  # keep-alive
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def key(self) -> str:
+        """Its claim's key in the ledger."""
+        return f"model:{self.spec.name}"
+
+    @property
+    def pinned(self) -> bool:
+        return self.keep_alive < 0
+
+    @property
+    def idle(self) -> bool:
+        return self.status is Status.LOADED and self.refcount == 0

@@ -1,0 +1,307 @@
+"""Loads and unloads: each runs as its own task, one at a time on the loader thread.
+
+A task, not the caller, carries a transition to its end: a caller that goes away (a client
+disconnect, a cancelled eviction) never leaves a model half-loaded or marked unloaded while
+the loader thread still holds its memory. A load is admitted by its claim (see admission.py);
+when the measured size exceeds the claim, the claim must grow through the scheduler (from
+idle claims only, at once) or the new model is unloaded again: the ledger never goes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from zooserve import catalog, sources
+from zooserve.errors import ModelLoadFailed, ModelUnavailable, ServiceBusy, ZooError
+from zooserve.events import Event
+from zooserve.families import adapter_class
+from zooserve.families.base import UNKNOWN_SIZE_BYTES, ModelAdapter
+from zooserve.manager.claims import Claim, Ledger
+from zooserve.manager.scheduler import Scheduler, Ticket
+from zooserve.manager.state import ModelState, Status
+from zooserve.memory import MB, LoadFootprint, MemoryProbe, load_measured, unload_verified
+
+if TYPE_CHECKING:
+    from zooserve.catalog import Config
+    from zooserve.events import EventLog
+
+log = logging.getLogger("zooserve.manager")
+OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
+#: Builds an (unloaded) adapter for a spec, its weight source and the device.
+AdapterFactory = Callable[[catalog.ModelSpec, str, str], ModelAdapter]
+
+
+class Remeasured(ServiceBusy):
+    """The model measured above its admission and no idle claim could make the difference:
+    it was unloaded again; its waiters re-queue with the measured size."""
+
+
+class Transitions:
+    """Mixin of ModelManager: preparing, loading and unloading models."""
+
+    config: Config
+    device: str
+    probe: MemoryProbe
+    ledger: Ledger
+    events: EventLog
+    scheduler: Scheduler
+    adapter_factory: AdapterFactory
+    clock: Callable[[], float]
+    _loader: ThreadPoolExecutor
+    _tasks: set[asyncio.Task[Any]]
+
+    if TYPE_CHECKING:  # provided by the other parts of ModelManager
+
+        def public_text(self, text: str) -> str: ...
+        def model_claim(self, state: ModelState, nbytes: int, reason: str) -> Claim: ...
+        def candidates(self, exclude: set[str]) -> list[Any]: ...
+        def start_reclaim(self, key: str, for_whom: str) -> None: ...
+        def _dispatch(self) -> None: ...
+        def _arm_keep_alive(self, state: ModelState) -> None: ...
+
+    def prepare(self, state: ModelState) -> None:
+        """Check a model can be loaded here at all (before it queues): enabled, weights on
+        this machine, a known family. Raises the caller-facing error."""
+        spec = state.spec
+        if not spec.enabled:
+            raise ModelUnavailable(f"model {spec.name!r} is disabled in the config")
+        source = sources.locate(self.config, spec)
+        if source is None:
+            raise ModelUnavailable(
+                f"model {spec.name!r} is not present on this machine "
+                f"(offline: nothing is downloaded during a request)",
+                {"model_id": spec.model_id, "fetch_with": sources.pull_command(spec)},
+            )
+        family = sources.infer_family(self.config, spec, source)
+        if family is None:
+            raise ModelLoadFailed(
+                f"cannot tell the family of {spec.name!r}: set models.{spec.name}.family",
+                {"source": Path(source).name},
+            )
+        spec.family, state.source = family, source
+
+    def estimate_bytes(self, state: ModelState, source: str | None = None) -> int:
+        """The config's vram_mb, else the family's estimate from the weights or the model's
+        config, else UNKNOWN_SIZE_BYTES (never 0: a model is never admitted for free)."""
+        if state.spec.vram_mb is not None:
+            return int(state.spec.vram_mb * MB)
+        source = source or state.source
+        if source and state.spec.family:
+            with contextlib.suppress(ZooError, ImportError):
+                estimate = adapter_class(state.spec.family).estimate_bytes(source, self.device)
+                if estimate is not None:
+                    return estimate
+        return UNKNOWN_SIZE_BYTES
+
+    def admission_bytes(self, state: ModelState) -> int:
+        """What a load is admitted by: the largest of the estimate, the measured size and
+        the measured peak (weights + warm-up activations)."""
+        measured = [state.measured_bytes or 0, state.measured_peak_bytes or 0]
+        return max(self.estimate_bytes(state), *measured)
+
+    # --- loading -----------------------------------------------------------------------------
+
+    def _begin_load(self, state: ModelState, nbytes: int, reason: str) -> None:
+        """Claim `nbytes` and mark the model LOADING now (its callers wait on the transition);
+        called by the scheduler's grant, which checked the claim fits."""
+        claim = self.ledger.put(self.model_claim(state, nbytes, reason))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.transition, state.status = future, Status.LOADING
+        task = asyncio.create_task(self._run_load(state, claim, future, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_load(
+        self, state: ModelState, claim: Claim, future: asyncio.Future[None], reason: str
+    ) -> None:
+        admitted = claim.nbytes
+        try:
+            assert state.source is not None
+            started = time.perf_counter()
+            footprint = await self._load_with_oom_retry(state, state.source, admitted)
+            seconds = time.perf_counter() - started
+            state.footprint = footprint
+            state.measured_bytes, state.measured_peak_bytes = footprint.bytes, footprint.peak_bytes
+            await self._settle_claim(state, claim, max(footprint.bytes, footprint.peak_bytes))
+            state.load_count += 1
+            state.last_load_seconds, state.last_error = seconds, None
+            state.last_used, state.status = self.clock(), Status.LOADED
+            self.events.record(
+                Event(
+                    "load",
+                    state.name,
+                    reason,
+                    seconds,
+                    footprint.bytes,
+                    {
+                        "admitted_bytes": admitted,
+                        "claim_bytes": claim.nbytes,
+                        "peak_bytes": footprint.peak_bytes,
+                        "rss_delta": footprint.rss_delta,
+                        "method": footprint.method,
+                    },
+                )
+            )
+            future.set_result(None)
+        except BaseException as exc:
+            state.status, state.footprint = Status.UNLOADED, None
+            if state.adapter is not None:  # measured too big: give its memory back first
+                holder, state.adapter = [state.adapter], None
+                await asyncio.get_running_loop().run_in_executor(
+                    self._loader, unload_verified, holder, 0, self.probe
+                )
+            self.ledger.drop(claim.key)
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it; none is fine too
+        finally:
+            state.transition = None
+            if state.status is Status.LOADED and state.refcount == 0:
+                self._arm_keep_alive(state)
+            self._dispatch()
+
+    async def _settle_claim(self, state: ModelState, claim: Claim, measured: int) -> None:
+        """Make the claim the measured size: shrink at once, or grow from idle claims now."""
+        if measured <= claim.nbytes:
+            self.ledger.resize(claim.key, measured)
+            return
+        grown = Claim(claim.key, measured, claim.reclaim, "measured above its admission")
+        ticket = Ticket(f"{state.name} (measured)", extras=(grown,), urgent=True, patient=False)
+        try:
+            await self.scheduler.admit(ticket, self.config.admission_timeout_s)
+        except ServiceBusy as exc:
+            self.events.record(
+                Event("remeasured", state.name, "measured above its admission", bytes=measured)
+            )
+            raise Remeasured(
+                f"model {state.name!r} measured {measured / MB:.0f} MB, above the "
+                f"{claim.nbytes / MB:.0f} MB it was admitted with, and busy models hold the "
+                "difference: it was unloaded; it will be admitted by its measured size",
+                {**exc.details, "measured_bytes": measured, "admitted_bytes": claim.nbytes},
+                retry_after=exc.retry_after,
+            ) from None
+
+    async def _load_with_oom_retry(
+        self, state: ModelState, source: str, admitted: int
+    ) -> LoadFootprint:
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            started = time.perf_counter()
+            try:
+                adapter = self.adapter_factory(state.spec, source, self.device)
+                footprint = await loop.run_in_executor(
+                    self._loader, load_measured, adapter, self.probe
+                )
+                state.adapter = adapter
+                return footprint
+            except OOM_ERRORS as exc:
+                self._record_failure(state, started, exc)
+                if attempt == 2:
+                    raise ServiceBusy(
+                        f"out of memory loading {state.name!r} after evicting idle models",
+                        {"admitted_bytes": admitted},
+                        retry_after=30,
+                    ) from exc
+                await self._evict_idle(f"{state.name} (out of memory)", exclude={state.key})
+            except ZooError as exc:
+                self._record_failure(state, started, exc)
+                raise
+            except Exception as exc:
+                self._record_failure(state, started, exc)
+                log.error("loading %s from %s failed", state.name, source, exc_info=exc)
+                raise ModelLoadFailed(
+                    f"could not load {state.name!r}: {state.last_error}",
+                    {"source": Path(source).name},
+                ) from exc
+        raise AssertionError("unreachable")
+
+    async def _evict_idle(self, reason: str, exclude: set[str]) -> None:
+        """Reclaim every idle claim (the OOM retry) and wait for them."""
+        keys = [c.key for c in self.candidates(exclude)]
+        for key in keys:
+            self.start_reclaim(key, reason)
+        while any((c := self.ledger.get(k)) is not None and c.reclaiming for k in keys):
+            await asyncio.sleep(0.01)
+
+    def _record_failure(self, state: ModelState, started: float, exc: BaseException) -> None:
+        # Shown to callers (/models/info, errors): server paths become their public names.
+        state.last_error = self.public_text(f"{type(exc).__name__}: {exc}")
+        self.events.record(
+            Event("load_failed", state.name, state.last_error, time.perf_counter() - started)
+        )
+
+    # --- unloading ---------------------------------------------------------------------------
+
+    def _start_unload(self, state: ModelState, kind: str, reason: str) -> asyncio.Task[Event]:
+        """Mark the model UNLOADING now and unload it on the loader thread; its claim stays
+        in the ledger until the memory is back."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.transition, state.status = future, Status.UNLOADING
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        claim = self.ledger.get(state.key)
+        if claim is not None:
+            claim.reclaiming = True
+        holder = [state.adapter] if state.adapter is not None else []
+        state.adapter = None
+        task = asyncio.create_task(self._unload_now(state, future, holder, kind, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _unload_now(
+        self,
+        state: ModelState,
+        future: asyncio.Future[None],
+        holder: list[ModelAdapter],
+        kind: str,
+        reason: str,
+    ) -> Event:
+        started = time.perf_counter()
+        expected = state.footprint.bytes if state.footprint else 0
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self._loader, unload_verified, holder, expected, self.probe
+            )
+        finally:
+            state.status, state.footprint, state.transition = Status.UNLOADED, None, None
+            self.ledger.drop(state.key)
+            future.set_result(None)
+            self._dispatch()
+        details = {
+            "recovered_bytes": outcome.recovered_bytes,
+            "expected_bytes": expected,
+            "rss_delta": outcome.rss_delta,
+            "leaked_modules": outcome.leaked_modules,
+            "verified": outcome.verified,
+        }
+        event = self.events.record(
+            Event(
+                kind,
+                state.name,
+                reason,
+                time.perf_counter() - started,
+                outcome.recovered_bytes,
+                details,
+            )
+        )
+        if not outcome.verified:
+            self.events.record(
+                Event(
+                    "unload_incomplete",
+                    state.name,
+                    "memory did not come back",
+                    bytes=expected - outcome.recovered_bytes,
+                    details=details,
+                )
+            )
+        return event
