@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.test_manager import SizedModel, make_manager
+from tests.test_manager import SizedModel, make_manager, model
 from zooserve.errors import InferenceFailed, InvalidInput
 from zooserve.inference import InferencePool
+from zooserve.quiet import QuietWindow
 
 
 async def test_a_stuck_call_is_abandoned_and_the_next_call_runs() -> None:
@@ -45,7 +47,7 @@ async def test_a_crash_is_a_503_naming_the_error_and_domain_errors_pass() -> Non
 
 
 async def test_a_stuck_model_stays_leased_until_its_thread_ends(tmp_path: Path) -> None:
-    manager = make_manager(tmp_path, 10, {"a": {"options": {"mb": 1}}})
+    manager = make_manager(tmp_path, 10, {"a": model(1)})
     manager._inference.timeout_s = 0.2
     release = threading.Event()
 
@@ -67,3 +69,54 @@ async def test_a_stuck_model_stays_leased_until_its_thread_ends(tmp_path: Path) 
         await asyncio.sleep(0.01)
     assert manager.state("a").refcount == 0
     await manager.close()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_a_quiet_window_holds_new_calls_until_it_closes() -> None:
+    """The loader's quiet window (a memory measurement) holds calls before they start; the
+    window stays calm and the held call then runs, not abandoned as stuck."""
+    pool = InferencePool(workers=1, timeout_s=30)
+    opened, close = threading.Event(), threading.Event()
+    windows: list[QuietWindow] = []
+
+    def loader() -> None:
+        with pool.quiet(5) as window:
+            windows.append(window)
+            opened.set()
+            close.wait(30)
+
+    loading = asyncio.create_task(asyncio.to_thread(loader))
+    assert await asyncio.to_thread(opened.wait, 30) and windows[0].calm
+    call = asyncio.create_task(pool.run(sum, [1, 2]))
+    await until(lambda: pool.held == 1, "the call waits at the gate")
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not call.done()
+    close.set()
+    await loading
+    assert await call == 3 and pool.replaced == 0 and pool.held == 0
+    assert windows[0].calm
+    pool.shutdown()
+
+
+async def test_a_call_cancelled_at_the_gate_never_runs() -> None:
+    pool = InferencePool(workers=1, timeout_s=30)
+    ran: list[int] = []
+    with pool.quiet(1) as window:  # nothing runs: opens at once, even on the event loop
+        assert window.calm
+        call = asyncio.create_task(pool.run(ran.append, 1))
+        await until(lambda: pool.held == 1, "the call waits at the gate")
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert pool.held == 0
+    await pool.run(ran.append, 2)
+    assert ran == [2]
+    pool.shutdown()

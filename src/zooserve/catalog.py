@@ -171,6 +171,9 @@ class Config(_Strict):
     admission_timeout_s: float = Field(default=30.0, ge=0)
     #: Requests that may wait for memory at once; past it, 429 with Retry-After.
     max_pending: int = Field(default=64, ge=1)
+    #: Swap-aware ordering: a request for a model that is not loaded waits up to this long
+    #: while the loaded models it would evict are still being used (0: arrival order).
+    max_wait_s: float = Field(default=1.0, ge=0)
     #: Text queries for open-vocabulary detectors when a request gives none.
     default_prompts: list[str] = Field(
         default_factory=lambda: ["person", "car", "bicycle", "dog", "cat"]
@@ -296,6 +299,7 @@ def _env_overrides() -> dict[str, Any]:
         "default_keep_alive",
         "admission_timeout_s",
         "max_pending",
+        "max_wait_s",
         "max_frames_per_request",
         "max_request_mb",
         "log_json",

@@ -1,14 +1,20 @@
 """Memory probes: what the device says, not what the config estimates.
 
-CUDA: `torch.cuda` allocator figures of *this process* (NVML is reported beside for the whole
-device). CPU: the bytes of a model's tensors, with the process RSS reported beside, because RSS
-moves by allocator reuse and one-off caches far more than by one model (FACTS.md).
+A model's footprint is the bytes of its own tensors (parameters + buffers), on CUDA as on the
+CPU: process-wide figures move with every other model's inference. On the CPU the process RSS
+is reported beside, because RSS moves by allocator reuse and one-off caches far more than by one
+model (FACTS.md). On CUDA two figures need the device to be quiet (no other model's call
+running, see `InferencePool.quiet`): the warm-up's peak (torch's allocator) and, for models whose
+memory lives outside torch (ONNX Runtime), this process's NVML figure before and after loading.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import weakref
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,7 +29,7 @@ MB = 1024 * 1024
 @dataclass(frozen=True)
 class LoadFootprint:
     bytes: int  # what the model holds once loaded (the figure the budget uses)
-    peak_bytes: int  # highest extra memory seen during load + warm-up
+    peak_bytes: int  # bytes + the activations of its warm-up (a forward pass's high-water mark)
     rss_delta: int  # process RSS change, reported only
     method: str  # how `bytes` was measured
 
@@ -54,6 +60,9 @@ class MemoryProbe(Protocol):
     def reset_peak(self) -> None: ...
     def peak_bytes(self) -> int: ...
     def release_cache(self) -> None: ...
+    def process_device_bytes(self) -> int | None:
+        """Device memory this process holds by every allocator (NVML), None if unknown."""
+        ...
 
 
 def rss_bytes() -> int:
@@ -87,13 +96,23 @@ class CpuProbe:
     def release_cache(self) -> None:
         gc.collect()
 
+    def process_device_bytes(self) -> int | None:
+        return None
+
 
 class CudaProbe:
-    """This process's CUDA allocator: allocated before/after a load, peak during warm-up."""
+    """This process's CUDA allocator (peak during warm-up) and its NVML figure (all allocators).
 
-    def __init__(self, device: str) -> None:
+    Args:
+        device: "cuda" or "cuda:N".
+        process_bytes: reads this process's device memory; injectable (tests have no GPU),
+            default NVML via `nvml_process_bytes`.
+    """
+
+    def __init__(self, device: str, process_bytes: Callable[[], int | None] | None = None) -> None:
         self.device = device
         self.index = torch.device(device).index or 0
+        self._process_bytes = process_bytes or self._nvml_process_bytes
 
     def total_bytes(self) -> int:
         return int(torch.cuda.get_device_properties(self.index).total_memory)
@@ -117,11 +136,23 @@ class CudaProbe:
         torch.cuda.reset_peak_memory_stats(self.index)
 
     def peak_bytes(self) -> int:
+        torch.cuda.synchronize(self.index)  # the peak of the work queued so far, all of it
         return int(torch.cuda.max_memory_allocated(self.index))
 
     def release_cache(self) -> None:
         gc.collect()
         torch.cuda.empty_cache()
+
+    def process_device_bytes(self) -> int | None:
+        return self._process_bytes()
+
+    def _nvml_process_bytes(self) -> int | None:
+        try:
+            torch.cuda.synchronize(self.index)
+            uuid: str | None = str(torch.cuda.get_device_properties(self.index).uuid)
+        except Exception:
+            uuid = None
+        return nvml_process_bytes(self.index, uuid)
 
 
 def probe_for(device: str) -> MemoryProbe:
@@ -141,22 +172,122 @@ def nvml_device_memory(index: int = 0) -> dict[str, int] | None:
         return None
 
 
-def load_measured(adapter: ModelAdapter, probe: MemoryProbe) -> LoadFootprint:
-    """Load weights, warm up once, and measure. Unloads and re-raises on any failure."""
-    before = probe.allocated_bytes()
-    rss_before = rss_bytes()
-    probe.reset_peak()
+def nvml_process_bytes(index: int, uuid: str | None = None, pid: int | None = None) -> int | None:
+    """Device memory NVML counts for process `pid` (default: this one) on one GPU.
+
+    It covers every allocator of the process (torch, ONNX Runtime's arena, cuDNN workspaces).
+    The GPU is found by `uuid` when given (torch's index is not NVML's under
+    CUDA_VISIBLE_DEVICES), else by `index`. None where NVML cannot say: no driver, a process
+    NVML does not list under our pid (another PID namespace, as in many containers), or a
+    figure it does not report (MIG, WDDM).
+    """
     try:
-        adapter.load()
-        adapter.warmup()
+        import pynvml
+
+        pynvml.nvmlInit()
+        if uuid:
+            name = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+            handle = pynvml.nvmlDeviceGetHandleByUUID(name)
+        else:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        wanted = os.getpid() if pid is None else pid
+        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if process.pid == wanted:
+                used = process.usedGpuMemory
+                return int(used) if isinstance(used, int) else None
+        return None
+    except Exception:
+        return None
+
+
+def holds_torch_modules(adapter: ModelAdapter) -> bool:
+    """Whether the adapter's weights live in torch, known before loading: its class says which
+    modules it holds. One that does not (ONNX Runtime, OpenCV) allocates outside torch."""
+    return type(adapter).torch_modules is not ModelAdapter.torch_modules
+
+
+class QuietWindow(Protocol):
+    """What `InferencePool.quiet` yields: `calm` turns False if another model's call ran."""
+
+    calm: bool
+
+
+#: Opens a quiet window: `InferencePool.quiet` (other models' calls wait until it closes).
+Quiet = Callable[[], AbstractContextManager[QuietWindow]]
+
+
+@dataclass
+class _NoWindow:
+    calm: bool = False  # nothing kept other calls off the device
+
+
+def admission_bytes(estimate: int | None, measured: int | None, peak: int | None) -> int:
+    """Bytes to admit a model by: the largest figure known of the estimate (before any load),
+    the measured footprint and its warm-up peak. A model must fit at its peak, not just its
+    weights, and an estimate above the measure (a file that grew, another dtype) is honoured
+    until a new load measures again. The scheduler admits a load, and keeps room, by this."""
+    return max((figure for figure in (estimate, measured, peak) if figure is not None), default=0)
+
+
+def load_measured(
+    adapter: ModelAdapter, probe: MemoryProbe, quiet: Quiet | None = None
+) -> LoadFootprint:
+    """Load weights, warm up once (see `needs_warmup`), and measure. Unloads and re-raises on
+    any failure.
+
+    On CUDA `quiet` (the inference pool's quiet window) keeps other models' calls off the
+    device while a process-wide figure is read: around the warm-up (its peak), and around the
+    load too for a model outside torch (its NVML delta). Without it, or when calls did not end
+    in time, the figures are still taken and `method` ends in "+noisy". On the CPU the tensor
+    bytes need no quiet device: inference is never paused there.
+    """
+    cuda = probe.device.startswith("cuda")
+    outside = cuda and not holds_torch_modules(adapter)  # NVML must see the whole load
+    open_window: Quiet = (
+        quiet if (cuda and quiet is not None) else (lambda: nullcontext(_NoWindow()))
+    )
+    rss_before = rss_bytes()
+    window: QuietWindow | None = None
+    device_before: int | None = None
+    device_after: int | None = None
+    try:
+        with ExitStack() as stack:
+            if outside:
+                window = stack.enter_context(open_window())
+                device_before = probe.process_device_bytes()
+            adapter.load()
+            if cuda and not outside:
+                window = stack.enter_context(open_window())
+            probe.reset_peak()
+            warmup_start = probe.allocated_bytes()
+            if needs_warmup(adapter, cuda):
+                adapter.warmup()
+            activations = max(0, probe.peak_bytes() - warmup_start)
+            if outside:
+                device_after = probe.process_device_bytes()
     except BaseException:
         adapter.unload()
         probe.release_cache()
         raise
-    footprint = probe.measure_load(adapter, before)
-    peak = max(footprint, probe.peak_bytes() - before)
-    method = "torch.cuda.memory_allocated" if probe.device.startswith("cuda") else "tensor_bytes"
-    return LoadFootprint(footprint, peak, rss_bytes() - rss_before, method)
+    if not cuda or adapter.torch_modules():
+        footprint, method = adapter.memory_bytes(), "tensor_bytes"
+    elif device_before is None or device_after is None:
+        footprint, method = adapter.memory_bytes(), "weight_bytes"
+    else:
+        # Read after the warm-up: ONNX Runtime's arena keeps what the warm-up grew. Never
+        # below the adapter's own count (weights a session keeps on the host are still its).
+        footprint = max(device_after - device_before, adapter.memory_bytes())
+        method = "nvml_process_delta"
+    if window is not None and not window.calm:  # read after the window: a call may intrude
+        method += "+noisy"
+    return LoadFootprint(footprint, footprint + activations, rss_bytes() - rss_before, method)
+
+
+def needs_warmup(adapter: ModelAdapter, cuda: bool) -> bool:
+    """The warm-up forward measures a model's peak activations on CUDA. On the CPU budgets
+    count tensor bytes, so it would measure nothing and only slow the load (a full-resolution
+    forward can take longer than reading the weights): skipped unless `options.warmup: true`."""
+    return cuda or bool(adapter.spec.options.get("warmup", False))
 
 
 def unload_verified(holder: list[ModelAdapter], expected: int, probe: MemoryProbe) -> UnloadOutcome:

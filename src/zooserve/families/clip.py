@@ -93,7 +93,9 @@ class ClipModel(Classifier, Embedder, ClassifierOptions):
         """Load processor and weights from `self.source` only; any failure propagates."""
         from transformers import AutoModel, AutoProcessor
 
-        processor, model = load_pretrained(AutoProcessor, AutoModel, self.source, self.dtype)
+        processor, model = load_pretrained(
+            AutoProcessor, AutoModel, self.source, self.dtype, device=self.device
+        )
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(model, method):
                 raise ModelLoadFailed(

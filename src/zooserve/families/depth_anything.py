@@ -61,7 +61,11 @@ class DepthAnythingEstimator(DepthEstimator):
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
         processor, model = load_pretrained(
-            AutoImageProcessor, DepthAnythingForDepthEstimation, self.source, self.dtype
+            AutoImageProcessor,
+            DepthAnythingForDepthEstimation,
+            self.source,
+            self.dtype,
+            device=self.device,
         )
         config: Any = model.config
         self.metric = config.depth_estimation_type == "metric"

@@ -111,7 +111,11 @@ class Florence2Detector(Detector):
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
         processor, loaded = load_pretrained(
-            AutoProcessor, Florence2ForConditionalGeneration, self.source, self.dtype
+            AutoProcessor,
+            Florence2ForConditionalGeneration,
+            self.source,
+            self.dtype,
+            device=self.device,
         )
         # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
         model: torch.nn.Module = loaded

@@ -69,7 +69,11 @@ class GroundingDinoDetector(Detector):
 
     def load(self) -> None:
         self.processor, self.model = load_pretrained(
-            AutoProcessor, GroundingDinoForObjectDetection, self.source, self.dtype
+            AutoProcessor,
+            GroundingDinoForObjectDetection,
+            self.source,
+            self.dtype,
+            device=self.device,
         )
         # `self.model` is typed Any: transformers' wrapper on `PreTrainedModel.to` trips mypy.
         self.model.to(self.device).eval()

@@ -91,7 +91,11 @@ class ImageClassifier(Classifier, ClassifierOptions):
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
         processor, model = load_pretrained(
-            AutoImageProcessor, AutoModelForImageClassification, self.source, self.dtype
+            AutoImageProcessor,
+            AutoModelForImageClassification,
+            self.source,
+            self.dtype,
+            device=self.device,
         )
         config = model.config
         if config.problem_type == "regression":

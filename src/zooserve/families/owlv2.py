@@ -49,7 +49,7 @@ class Owlv2Detector(Detector):
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
         processor, loaded = load_pretrained(
-            Owlv2Processor, Owlv2ForObjectDetection, self.source, self.dtype
+            Owlv2Processor, Owlv2ForObjectDetection, self.source, self.dtype, device=self.device
         )
         # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
         model: torch.nn.Module = loaded

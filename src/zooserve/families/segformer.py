@@ -46,7 +46,11 @@ class SegformerSegmenter(Segmenter):
         from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
 
         processor, model = load_pretrained(
-            AutoImageProcessor, SegformerForSemanticSegmentation, self.source, self.dtype
+            AutoImageProcessor,
+            SegformerForSemanticSegmentation,
+            self.source,
+            self.dtype,
+            device=self.device,
         )
         config: Any = model.config
         id2label: Mapping[int, str] = config.id2label

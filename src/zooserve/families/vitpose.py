@@ -66,7 +66,11 @@ class VitPoseEstimator(PoseEstimator):
         from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
         processor, model = load_pretrained(
-            VitPoseImageProcessor, VitPoseForPoseEstimation, self.source, self.dtype
+            VitPoseImageProcessor,
+            VitPoseForPoseEstimation,
+            self.source,
+            self.dtype,
+            device=self.device,
         )
         config: Any = model.config
         if config.num_labels < NUM_KEYPOINTS:

@@ -71,7 +71,9 @@ class XClipActionRecognizer(ActionRecognizer):
                 f"models.{self.spec.name}.options.template must contain '{{}}' where the action "
                 f"goes, got {self.template!r}"
             )
-        processor, loaded = load_pretrained(AutoProcessor, XCLIPModel, self.source, self.dtype)
+        processor, loaded = load_pretrained(
+            AutoProcessor, XCLIPModel, self.source, self.dtype, device=self.device
+        )
         num_frames = getattr(loaded.config.vision_config, "num_frames", None)
         # Typed as a Module: transformers' decorated `.to` confuses mypy; runtime is unchanged.
         model: torch.nn.Module = loaded

@@ -57,7 +57,8 @@ class Admission:
             need += max(0, claim.nbytes - (held.nbytes if held else 0))
         return need
 
-    def candidates(self, exclude: set[str]) -> list[Candidate]:
+    def candidates(self, exclude: set[str], since: float = float("inf")) -> list[Candidate]:
+        """Claims room could be made from now; those used after `since` are in demand."""
         now = self.clock()
         found = []
         for claim in self.ledger:
@@ -75,6 +76,7 @@ class Admission:
                     now - last_used >= keep_alive,
                     last_used,
                     reload,
+                    in_demand=last_used > since,
                 )
             )
         return found
@@ -125,7 +127,8 @@ class Admission:
             except Exception as exc:
                 self.events.record(Event("sleep_failed", key, f"{type(exc).__name__}: {exc}"))
             finally:
-                claim.reclaiming = False
+                if self.ledger.get(key) is claim:  # not shrunk (replaced) by the sleep
+                    claim.reclaiming = False
                 self._dispatch()
 
         task = asyncio.create_task(sleep())

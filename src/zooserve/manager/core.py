@@ -16,7 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import numpy as np
+
 from zooserve import request_context
+from zooserve.batching import Batcher, batch_key
 from zooserve.catalog import Config, ModelSpec
 from zooserve.errors import ConfigError, ModelInUse, ModelNotFound
 from zooserve.events import Event, EventLog
@@ -63,7 +66,7 @@ class ModelManager(Admission, Transitions, Reporting):
         self.events = EventLog()
         self.budget_bytes = self._budget_bytes()
         self.ledger = Ledger(self.budget_bytes)
-        self.scheduler = Scheduler(self, config.max_pending)
+        self.scheduler = Scheduler(self, config.max_pending, config.max_wait_s)
         self.states = {
             name: ModelState(spec, config.keep_alive_for(spec))
             for name, spec in config.models.items()
@@ -72,6 +75,7 @@ class ModelManager(Admission, Transitions, Reporting):
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="zooserve-loader")
         self._inference = InferencePool(inference_workers, config.inference_timeout_s)
         self._tasks: set[asyncio.Task[Any]] = set()  # strong refs to (un)loads and sleeps
+        self.batcher = Batcher()
 
     def _budget_bytes(self) -> int:
         setting = self.config.memory_budget_mb
@@ -130,7 +134,7 @@ class ModelManager(Admission, Transitions, Reporting):
         for attempt in range(REMEASURE_RETRIES + 1):
             for state in states:
                 self.prepare(state)
-            ticket = Ticket(", ".join(names), models=tuple(names))
+            ticket = Ticket(", ".join(names), models=tuple(names), arrived=self.clock())
             await self.scheduler.admit(
                 ticket, self.config.admission_timeout_s, request_context.client_gone.get()
             )
@@ -190,15 +194,44 @@ class ModelManager(Admission, Transitions, Reporting):
             self._start_unload(state, "unload", "keep_alive expired")
 
     async def infer(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking inference in the inference pool (never on the event loop or loader),
-        with the `inference_timeout_s` deadline (see zooserve.inference)."""
-        return await self._inference.run(fn, *args, on_stuck=lambda f: self._hold(fn, args, f))
+        """Run blocking inference on the lane of the model it uses (never on the event loop or
+        the loader), with the `inference_timeout_s` deadline (see zooserve.inference)."""
+        used = self._models_used(fn, args)
+        lane = self._inference.lanes.get(used[0].name) if used else None
+        return await self._inference.run(
+            fn, *args, on_stuck=lambda f: self._hold(used, f), lane=lane
+        )
 
-    def _hold(self, fn: Callable[..., Any], args: tuple[Any, ...], running: Any) -> None:
+    async def infer_batched(
+        self, fn: Callable[..., list[T]], items: list[Any], *params: Any
+    ) -> list[T]:
+        """`fn(items, *params)`, one result per item, batched with concurrent calls to the same
+        model with the same params (see zooserve.batching) up to the model's
+        `options.max_batch_size` items (default its `batch_size`, 4)."""
+        used = self._models_used(fn, ())
+        options = used[0].spec.options if used else {}
+        size = int(options.get("max_batch_size", options.get("batch_size", 4)))
+        shapes = [tuple(np.shape(item)) for item in items]
+        key = batch_key(getattr(fn, "__self__", fn), fn.__name__, *params, shapes=shapes)
+        if key is None or not items or len(items) >= size:
+            return await self.infer(fn, items, *params)
+        wait_s = float(options.get("max_batch_wait_ms", 0)) / 1000
+
+        async def run(batch: list[Any]) -> list[T]:
+            return await self.infer(fn, batch, *params)
+
+        return await self.batcher.submit(key, items, run, size, wait_s)
+
+    def _models_used(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> list[ModelState]:
+        """The loaded models a call uses: its method's owner first, then its arguments."""
+        used = [id(getattr(fn, "__self__", None)), *(id(a) for a in args)]
+        by_adapter = {id(s.adapter): s for s in self.states.values() if s.adapter is not None}
+        return list({id(by_adapter[i]): by_adapter[i] for i in used if i in by_adapter}.values())
+
+    def _hold(self, used: list[ModelState], running: Any) -> None:
         """Keep the models a stuck call uses leased until its thread really ends."""
-        used = {id(getattr(fn, "__self__", None)), *(id(a) for a in args)}
-        for state in self.states.values():
-            if state.adapter is not None and id(state.adapter) in used:
+        for state in used:
+            if state.adapter is not None:
                 self._lease(state)
                 self.events.record(Event("inference_stuck", state.name, "inference timed out"))
                 running.add_done_callback(lambda _, state=state: self._end_lease(state))
@@ -296,8 +329,6 @@ class ModelManager(Admission, Transitions, Reporting):
         claim = Claim(key, nbytes, reclaim, reason, busy or (lambda: False), sleeper, floor)
         claim.last_used = self.clock()
         held = self.ledger.get(key)
-        if held is not None and held.reclaiming:
-            claim.reclaiming = True  # a sleep in progress is shrinking it
         if held is not None and nbytes <= held.nbytes:
             self.ledger.put(claim)
             self._dispatch()

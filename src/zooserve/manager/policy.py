@@ -24,6 +24,16 @@ class Candidate:
     expired: bool = False  # idle past its keep-alive
     last_used: float = 0.0
     reload_seconds: float = 0.0
+    #: Used since the request arrived: evicting it for the request would likely mean
+    #: reloading it soon (a swap back and forth); spared until the request is overdue.
+    in_demand: bool = False
+
+    @property
+    def kept_until(self) -> float:
+        """GreedyDual's priority: a claim counts as used as many seconds later as getting it
+        back would take (a reload's measured seconds already grow with its bytes), so among
+        equally idle claims the costlier one stays and a cheap one goes first."""
+        return self.last_used + self.reload_seconds
 
 
 class Verdict(enum.StrEnum):
@@ -37,23 +47,31 @@ class Verdict(enum.StrEnum):
 class Decision:
     verdict: Verdict
     victims: tuple[Candidate, ...] = ()
+    deferred: bool = False  # WAIT although idle claims could make room: they are in demand
 
 
 def reclaim_order(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Expired keep-alive first, then least recently used; among equals the one that is
-    cheaper to get back (reload or wake) goes first."""
-    return sorted(candidates, key=lambda c: (not c.expired, c.last_used, c.reload_seconds))
+    """Expired keep-alive first, then those not in demand, then least recently used with
+    reload cost counted in (`kept_until`)."""
+    return sorted(candidates, key=lambda c: (not c.expired, c.in_demand, c.kept_until))
 
 
 def decide(
-    need: int, free: int, incoming: int, candidates: Sequence[Candidate], ceiling: int
+    need: int,
+    free: int,
+    incoming: int,
+    candidates: Sequence[Candidate],
+    ceiling: int,
+    overdue: bool = True,
 ) -> Decision:
     """What to do for a request needing `need` more bytes.
 
     `free`: bytes nobody claims (less what earlier requests were promised); `incoming`: bytes
     already being reclaimed for this request; `ceiling`: the budget less what can never be
-    reclaimed. Victims are taken in `reclaim_order` until the request fits, and only if it
-    then fits: evicting models while busy ones still block the request would only cost reloads.
+    reclaimed; `overdue`: the request has waited `max_wait_s`, so claims in demand may go for
+    it too (swap-aware ordering: until then, work for resident models goes first). Victims
+    are taken in `reclaim_order` until the request fits, and only if it then fits: evicting
+    models while busy ones still block the request would only cost reloads.
     """
     if need > ceiling:
         return Decision(Verdict.REFUSE)
@@ -62,12 +80,20 @@ def decide(
     short = need - free - incoming
     if short <= 0:
         return Decision(Verdict.WAIT)
+    victims = _victims(short, [c for c in candidates if overdue or not c.in_demand])
+    if victims is not None:
+        return Decision(Verdict.RECLAIM, victims)
+    if not overdue and _victims(short, candidates) is not None:
+        return Decision(Verdict.WAIT, deferred=True)
+    return Decision(Verdict.WAIT)
+
+
+def _victims(short: int, candidates: Sequence[Candidate]) -> tuple[Candidate, ...] | None:
+    """The first claims in `reclaim_order` that free `short` bytes, or None if all can't."""
     victims: list[Candidate] = []
     for candidate in reclaim_order(candidates):
         if short <= 0:
             break
         victims.append(candidate)
         short -= candidate.nbytes
-    if short > 0:
-        return Decision(Verdict.WAIT)
-    return Decision(Verdict.RECLAIM, tuple(victims))
+    return tuple(victims) if short <= 0 else None

@@ -39,6 +39,7 @@ class Ticket:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     enqueued_at: float = field(default_factory=time.monotonic)
+    arrived: float = 0.0  # on the manager's (keep-alive) clock: what was used since is in demand
     incoming: set[str] = field(default_factory=set)  # claim keys being reclaimed for it
     #: Claims its requester holds meanwhile (its leased models): never room for itself.
     holds: frozenset[str] = frozenset()
@@ -50,7 +51,7 @@ class Host(Protocol):
     ledger: Ledger
 
     def plan_need(self, ticket: Ticket) -> int | None: ...
-    def candidates(self, exclude: set[str]) -> list[Candidate]: ...
+    def candidates(self, exclude: set[str], since: float) -> list[Candidate]: ...
     def ceiling(self, ticket: Ticket) -> int: ...
     def grant(self, ticket: Ticket) -> None: ...
     def ungrant(self, ticket: Ticket) -> None: ...
@@ -60,10 +61,13 @@ class Host(Protocol):
 
 
 class Scheduler:
-    def __init__(self, host: Host, max_pending: int) -> None:
+    def __init__(self, host: Host, max_pending: int, max_wait_s: float = 0.0) -> None:
         self.host = host
         self.max_pending = max_pending
+        self.max_wait_s = max_wait_s
         self.queue: list[Ticket] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
         self.admitted = 0
         self.refused_full = 0
         self._dispatching = False
@@ -140,6 +144,7 @@ class Scheduler:
     def _pass(self) -> None:
         host, ledger = self.host, self.host.ledger
         earmarked = 0
+        now = time.monotonic()
         for ticket in list(self.queue):
             if ticket.future.done():
                 self.queue.remove(ticket)
@@ -150,7 +155,9 @@ class Scheduler:
             free = max(0, ledger.free_bytes() - earmarked)
             incoming = self._incoming(ticket)
             exclude = {f"model:{name}" for name in ticket.models} | {c.key for c in ticket.extras}
-            decision = decide(need, free, incoming, host.candidates(exclude), host.ceiling(ticket))
+            overdue = ticket.urgent or now - ticket.enqueued_at >= self.max_wait_s
+            candidates = host.candidates(exclude, ticket.arrived)
+            decision = decide(need, free, incoming, candidates, host.ceiling(ticket), overdue)
             if decision.verdict is Verdict.ADMIT:
                 self.queue.remove(ticket)
                 host.grant(ticket)
@@ -163,11 +170,29 @@ class Scheduler:
                     ticket.incoming.add(victim.key)
                     host.start_reclaim(victim.key, ticket.label)
                 earmarked += min(free, need)
-            elif incoming:  # room is on its way: keep what is free for it
-                earmarked += min(free, need)
-            elif not ticket.patient:
+            elif not incoming and not ticket.patient:
                 self.queue.remove(ticket)
                 ticket.future.set_exception(host.busy_error(ticket, need))
+            elif incoming:  # room is on its way: what is free is kept for it
+                earmarked += min(free, need)
+            elif decision.deferred:  # resident models' work goes first, up to max_wait_s
+                self._wake_at(ticket.enqueued_at + self.max_wait_s)
+            # else: busy claims hold the room; a later request that fits may go first
+
+    def _wake_at(self, when: float) -> None:
+        """One timer for the earliest deferred request: dispatch again when it is overdue."""
+        if self._timer is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+
+        def fire() -> None:
+            self._timer, self._timer_at = None, float("inf")
+            self.dispatch()
+
+        delay = max(0.0, when - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, fire)
 
     def _on_its_way(self, ticket: Ticket) -> bool:
         """Claims are being reclaimed for it, or a model of its plan is unloading."""

@@ -25,10 +25,18 @@ from zooserve.errors import ModelLoadFailed, ModelUnavailable, ServiceBusy, ZooE
 from zooserve.events import Event
 from zooserve.families import adapter_class
 from zooserve.families.base import UNKNOWN_SIZE_BYTES, ModelAdapter
+from zooserve.inference import InferencePool
 from zooserve.manager.claims import Claim, Ledger
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
-from zooserve.memory import MB, LoadFootprint, MemoryProbe, load_measured, unload_verified
+from zooserve.memory import (
+    MB,
+    LoadFootprint,
+    MemoryProbe,
+    admission_bytes,
+    load_measured,
+    unload_verified,
+)
 
 if TYPE_CHECKING:
     from zooserve.catalog import Config
@@ -57,13 +65,14 @@ class Transitions:
     adapter_factory: AdapterFactory
     clock: Callable[[], float]
     _loader: ThreadPoolExecutor
+    _inference: InferencePool
     _tasks: set[asyncio.Task[Any]]
 
     if TYPE_CHECKING:  # provided by the other parts of ModelManager
 
         def public_text(self, text: str) -> str: ...
         def model_claim(self, state: ModelState, nbytes: int, reason: str) -> Claim: ...
-        def candidates(self, exclude: set[str]) -> list[Any]: ...
+        def candidates(self, exclude: set[str], since: float = ...) -> list[Any]: ...
         def start_reclaim(self, key: str, for_whom: str) -> None: ...
         def _dispatch(self) -> None: ...
         def _arm_keep_alive(self, state: ModelState) -> None: ...
@@ -105,8 +114,9 @@ class Transitions:
     def admission_bytes(self, state: ModelState) -> int:
         """What a load is admitted by: the largest of the estimate, the measured size and
         the measured peak (weights + warm-up activations)."""
-        measured = [state.measured_bytes or 0, state.measured_peak_bytes or 0]
-        return max(self.estimate_bytes(state), *measured)
+        return admission_bytes(
+            self.estimate_bytes(state), state.measured_bytes, state.measured_peak_bytes
+        )
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -132,6 +142,7 @@ class Transitions:
             state.footprint = footprint
             state.measured_bytes, state.measured_peak_bytes = footprint.bytes, footprint.peak_bytes
             await self._settle_claim(state, claim, max(footprint.bytes, footprint.peak_bytes))
+            self._inference.open_lane(state.name, int(state.spec.options.get("concurrency", 1)))
             state.load_count += 1
             state.last_load_seconds, state.last_error = seconds, None
             state.last_used, state.status = self.clock(), Status.LOADED
@@ -153,13 +164,16 @@ class Transitions:
             )
             future.set_result(None)
         except BaseException as exc:
-            state.status, state.footprint = Status.UNLOADED, None
+            state.footprint = None
             if state.adapter is not None:  # measured too big: give its memory back first
+                state.status = Status.UNLOADING  # nobody is admitted to it meanwhile
                 holder, state.adapter = [state.adapter], None
                 await asyncio.get_running_loop().run_in_executor(
                     self._loader, unload_verified, holder, 0, self.probe
                 )
-            self.ledger.drop(claim.key)
+            state.status = Status.UNLOADED
+            if self.ledger.get(claim.key) is claim:
+                self.ledger.drop(claim.key)
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it; none is fine too
         finally:
@@ -197,8 +211,11 @@ class Transitions:
             started = time.perf_counter()
             try:
                 adapter = self.adapter_factory(state.spec, source, self.device)
+                # On CUDA the warm-up's peak is measured with inference paused (quiet window):
+                # other models' activations must not count as this model's.
+                quiet = self._inference.quiet if self.device.startswith("cuda") else None
                 footprint = await loop.run_in_executor(
-                    self._loader, load_measured, adapter, self.probe
+                    self._loader, load_measured, adapter, self.probe, quiet
                 )
                 state.adapter = adapter
                 return footprint
@@ -274,6 +291,7 @@ class Transitions:
             )
         finally:
             state.status, state.footprint, state.transition = Status.UNLOADED, None, None
+            self._inference.close_lane(state.name)
             self.ledger.drop(state.key)
             future.set_result(None)
             self._dispatch()

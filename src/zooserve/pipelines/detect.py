@@ -132,7 +132,7 @@ async def detect(
                         decoding = asyncio.create_task(
                             asyncio.to_thread(source.read, chunks[index + 1])
                         )
-                    results = await manager.infer(
+                    results = await manager.infer_batched(
                         adapter.detect, [f.image for f in chunk], queries, confidence_threshold
                     )
                     found += [

@@ -10,15 +10,20 @@ import torch
 
 
 def load_pretrained(
-    processor_class: Any, model_class: Any, source: str, dtype: torch.dtype
+    processor_class: Any,
+    model_class: Any,
+    source: str,
+    dtype: torch.dtype,
+    device: str = "cpu",
 ) -> tuple[Any, Any]:
     """A processor and a model from the local checkpoint `source` (never a model hub).
 
-    The model's weights come in `dtype` and stay on the CPU: callers check its config, then
-    move it to their device.
+    On CUDA the weights go straight from the safetensors files to the device (`device_map`),
+    with no detour through host memory; callers still `.to(device)` (then a no-op).
     """
     processor = processor_class.from_pretrained(source, local_files_only=True)
-    model = model_class.from_pretrained(source, dtype=dtype, local_files_only=True)
+    placement = {"device_map": device} if device.startswith("cuda") else {}
+    model = model_class.from_pretrained(source, dtype=dtype, local_files_only=True, **placement)
     return processor, model
 
 
