@@ -174,6 +174,9 @@ class Config(_Strict):
     #: Swap-aware ordering: a request for a model that is not loaded waits up to this long
     #: while the loaded models it would evict are still being used (0: arrival order).
     max_wait_s: float = Field(default=1.0, ge=0)
+    #: Pinned host memory where evicted models park and wake by a copy (CUDA); "auto": a
+    #: quarter of the RAM on CUDA (at most 32 GiB), 0 on the CPU; 0 turns parking off.
+    host_memory_budget_mb: float | Literal["auto"] = "auto"
     #: Text queries for open-vocabulary detectors when a request gives none.
     default_prompts: list[str] = Field(
         default_factory=lambda: ["person", "car", "bicycle", "dog", "cat"]
@@ -300,6 +303,7 @@ def _env_overrides() -> dict[str, Any]:
         "admission_timeout_s",
         "max_pending",
         "max_wait_s",
+        "host_memory_budget_mb",
         "max_frames_per_request",
         "max_request_mb",
         "log_json",

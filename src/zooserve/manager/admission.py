@@ -37,7 +37,7 @@ class Admission:
         def _lease(self, state: ModelState) -> None: ...
         def _end_lease(self, state: ModelState) -> None: ...
         def _start_unload(
-            self, state: ModelState, kind: str, reason: str
+            self, state: ModelState, kind: str, reason: str, park: bool = False
         ) -> asyncio.Task[Event]: ...
         def _dispatch(self) -> None: ...
 
@@ -115,7 +115,7 @@ class Admission:
         claim.reclaiming = True
         state = self.model_of(key)
         if state is not None:
-            self._start_unload(state, "evict", f"make room for {for_whom}")
+            self._start_unload(state, "evict", f"make room for {for_whom}", park=True)
             return
         sleeper = claim.sleeper
         assert sleeper is not None, f"{key} is not sleepable"

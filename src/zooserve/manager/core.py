@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
+import psutil
 
 from zooserve import request_context
 from zooserve.batching import Batcher, batch_key
@@ -31,6 +32,7 @@ from zooserve.manager.claims import Claim, Ledger, Reclaim
 from zooserve.manager.reporting import Reporting
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
+from zooserve.manager.tiers import HostTier, Mover, move_modules
 from zooserve.manager.transitions import AdapterFactory, Remeasured, Transitions
 from zooserve.memory import MB, MemoryProbe, probe_for
 from zooserve.runtimes.torch_runtime import resolve_device
@@ -57,6 +59,7 @@ class ModelManager(Admission, Transitions, Reporting):
         adapter_factory: AdapterFactory = default_adapter_factory,
         clock: Callable[[], float] = time.monotonic,
         inference_workers: int = 1,
+        host_mover: Mover = move_modules,
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
@@ -76,6 +79,7 @@ class ModelManager(Admission, Transitions, Reporting):
         self._inference = InferencePool(inference_workers, config.inference_timeout_s)
         self._tasks: set[asyncio.Task[Any]] = set()  # strong refs to (un)loads and sleeps
         self.batcher = Batcher()
+        self.host = HostTier(self._host_budget_bytes(), self.device, host_mover)
 
     def _budget_bytes(self) -> int:
         setting = self.config.memory_budget_mb
@@ -83,6 +87,16 @@ class ModelManager(Admission, Transitions, Reporting):
             share = 0.9 if self.device.startswith("cuda") else 0.5
             return int(self.probe.total_bytes() * share)
         return int(float(setting) * MB)
+
+    def _host_budget_bytes(self) -> int:
+        """Pinned host memory for parked models: on CUDA "auto" is a quarter of the RAM (at
+        most 32 GiB); on the CPU parking saves nothing (the weights are in RAM already)."""
+        setting = self.config.host_memory_budget_mb
+        if setting != "auto":
+            return int(float(setting) * MB)
+        if not self.device.startswith("cuda"):
+            return 0
+        return int(min(psutil.virtual_memory().total / 4, 32 * 1024 * MB))
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -100,6 +114,10 @@ class ModelManager(Admission, Transitions, Reporting):
         for state in self.states.values():
             if state.status is Status.LOADED and state.refcount == 0:
                 await self._start_unload(state, "unload", "service shutdown")
+        for name in self.host.names():
+            parked = self.host.take(name)
+            if parked is not None:
+                await self._drop_parked(parked)
         self._loader.shutdown(wait=True)
         self._inference.shutdown(wait=True)
 
@@ -191,7 +209,7 @@ class ModelManager(Admission, Transitions, Reporting):
     def _expire(self, state: ModelState) -> None:
         state.timer = None
         if state.idle and not state.pinned and self._expired(state):
-            self._start_unload(state, "unload", "keep_alive expired")
+            self._start_unload(state, "unload", "keep_alive expired", park=True)
 
     async def infer(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking inference on the lane of the model it uses (never on the event loop or
@@ -275,7 +293,12 @@ class ModelManager(Admission, Transitions, Reporting):
         if state.transition is not None:
             await asyncio.shield(state.transition)
         if state.status is not Status.LOADED:
-            return {"model_id": name, "status": "not_loaded"}
+            parked = self.host.take(name)
+            if parked is None:
+                return {"model_id": name, "status": "not_loaded"}
+            await self._drop_parked(parked)
+            self.events.record(Event("unload", name, f"{reason} (from host memory)"))
+            return {"model_id": name, "status": "unloaded", "tier": "host"}
         if state.refcount > 0:
             raise ModelInUse(
                 f"model {name!r} is in use by {state.refcount} request(s); retry when they finish",
@@ -292,7 +315,7 @@ class ModelManager(Admission, Transitions, Reporting):
         for state in list(self.states.values()):
             # While an earlier one unloaded, this one may have been leased, or used and let go.
             if state.idle and not state.pinned and self._expired(state):
-                await self._start_unload(state, "unload", "keep_alive expired")
+                await self._start_unload(state, "unload", "keep_alive expired", park=True)
                 reaped.append(state.name)
         return reaped
 

@@ -12,6 +12,7 @@ from zooserve import sources
 from zooserve.manager.claims import Ledger
 from zooserve.manager.scheduler import Scheduler
 from zooserve.manager.state import ModelState, Status
+from zooserve.manager.tiers import HostTier
 from zooserve.memory import MB
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class Reporting:
     states: dict[str, ModelState]
     ledger: Ledger
     scheduler: Scheduler
+    host: HostTier
     clock: Callable[[], float]
     _public_names: list[tuple[str, str]]
 
@@ -69,6 +71,12 @@ class Reporting:
         seen = _seen | {name}
         return detector in self.states and detector not in seen and self.available(detector, seen)
 
+    def _tier(self, state: ModelState) -> str:
+        """Where its weights are: on the device, parked in host memory, or on disk."""
+        if state.status in (Status.LOADED, Status.LOADING, Status.UNLOADING):
+            return "device"
+        return "host" if self.host.holds(state.name) else "disk"
+
     def loaded_models(self) -> list[str]:
         return [n for n, s in self.states.items() if s.status is Status.LOADED]
 
@@ -82,6 +90,11 @@ class Reporting:
             "used_bytes": self.ledger.used_bytes(),
             "peak_used_bytes": self.ledger.peak_used_bytes,
             "budget_bytes": self.ledger.budget_bytes,
+            "host_tier": {
+                "used_bytes": self.host.used_bytes,
+                "budget_bytes": self.host.budget_bytes,
+                "models": self.host.names(),
+            },
             "claims": [
                 {
                     "key": c.key,
@@ -120,6 +133,9 @@ class Reporting:
             "claim_mb": claim.nbytes / MB if claim else None,
             "load_count": state.load_count,
             "last_load_seconds": state.last_load_seconds,
+            "tier": self._tier(state),
+            "wake_count": state.wake_count,
+            "last_wake_seconds": state.last_wake_seconds,
             "in_use": state.refcount,
             "pinned": state.pinned,
             "keep_alive_seconds": state.keep_alive,

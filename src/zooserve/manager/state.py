@@ -30,8 +30,10 @@ class ModelState:
     footprint: LoadFootprint | None = None
     measured_bytes: int | None = None  # kept across unloads: the next admission uses them
     measured_peak_bytes: int | None = None
-    load_count: int = 0
+    load_count: int = 0  # from disk
     last_load_seconds: float | None = None
+    wake_count: int = 0  # from the host tier
+    last_wake_seconds: float | None = None
     last_used: float = 0.0
     last_error: str | None = None
     transition: asyncio.Future[None] | None = None

@@ -29,6 +29,7 @@ from zooserve.inference import InferencePool
 from zooserve.manager.claims import Claim, Ledger
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
+from zooserve.manager.tiers import HostTier
 from zooserve.memory import (
     MB,
     LoadFootprint,
@@ -66,6 +67,7 @@ class Transitions:
     clock: Callable[[], float]
     _loader: ThreadPoolExecutor
     _inference: InferencePool
+    host: HostTier
     _tasks: set[asyncio.Task[Any]]
 
     if TYPE_CHECKING:  # provided by the other parts of ModelManager
@@ -137,18 +139,27 @@ class Transitions:
         try:
             assert state.source is not None
             started = time.perf_counter()
-            footprint = await self._load_with_oom_retry(state, state.source, admitted)
+            parked = self.host.take(state.name)
+            if parked is not None:
+                footprint = await self._wake(state, parked)
+            else:
+                footprint = await self._load_with_oom_retry(state, state.source, admitted)
             seconds = time.perf_counter() - started
             state.footprint = footprint
             state.measured_bytes, state.measured_peak_bytes = footprint.bytes, footprint.peak_bytes
             await self._settle_claim(state, claim, max(footprint.bytes, footprint.peak_bytes))
             self._inference.open_lane(state.name, int(state.spec.options.get("concurrency", 1)))
-            state.load_count += 1
-            state.last_load_seconds, state.last_error = seconds, None
+            if parked is not None:
+                state.wake_count += 1
+                state.last_wake_seconds = seconds
+            else:
+                state.load_count += 1
+                state.last_load_seconds = seconds
+            state.last_error = None
             state.last_used, state.status = self.clock(), Status.LOADED
             self.events.record(
                 Event(
-                    "load",
+                    "wake" if parked is not None else "load",
                     state.name,
                     reason,
                     seconds,
@@ -181,6 +192,14 @@ class Transitions:
             if state.status is Status.LOADED and state.refcount == 0:
                 self._arm_keep_alive(state)
             self._dispatch()
+
+    async def _wake(self, state: ModelState, adapter: ModelAdapter) -> LoadFootprint:
+        """Copy a parked model back to the device (the host tier): no files, no rebuild."""
+        await asyncio.get_running_loop().run_in_executor(self._loader, self.host.wake, adapter)
+        state.adapter = adapter
+        nbytes = adapter.memory_bytes()
+        peak = max(nbytes, state.measured_peak_bytes or 0)
+        return LoadFootprint(nbytes, peak, 0, "tensor_bytes (woken from host memory)")
 
     async def _settle_claim(self, state: ModelState, claim: Claim, measured: int) -> None:
         """Make the claim the measured size: shrink at once, or grow from idle claims now."""
@@ -257,9 +276,12 @@ class Transitions:
 
     # --- unloading ---------------------------------------------------------------------------
 
-    def _start_unload(self, state: ModelState, kind: str, reason: str) -> asyncio.Task[Event]:
-        """Mark the model UNLOADING now and unload it on the loader thread; its claim stays
-        in the ledger until the memory is back."""
+    def _start_unload(
+        self, state: ModelState, kind: str, reason: str, park: bool = False
+    ) -> asyncio.Task[Event]:
+        """Mark the model UNLOADING now and unload it on the loader thread (or, with `park`,
+        move it to the host tier when it can go there); its claim stays in the ledger until
+        the device memory is back."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.transition, state.status = future, Status.UNLOADING
         if state.timer is not None:
@@ -270,10 +292,24 @@ class Transitions:
             claim.reclaiming = True
         holder = [state.adapter] if state.adapter is not None else []
         state.adapter = None
-        task = asyncio.create_task(self._unload_now(state, future, holder, kind, reason))
+        task = asyncio.create_task(self._unload_now(state, future, holder, kind, reason, park))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _drop_parked(self, adapter: ModelAdapter) -> None:
+        """A parked model leaves host memory for disk (the last tier)."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._loader, unload_verified, [adapter], 0, self.probe
+        )
+
+    def _record_park(
+        self, state: ModelState, kind: str, reason: str, nbytes: int, started: float
+    ) -> Event:
+        details = {"tier": "host", "recovered_bytes": nbytes, "verified": True}
+        return self.events.record(
+            Event(kind, state.name, reason, time.perf_counter() - started, nbytes, details)
+        )
 
     async def _unload_now(
         self,
@@ -282,11 +318,22 @@ class Transitions:
         holder: list[ModelAdapter],
         kind: str,
         reason: str,
+        park: bool = False,
     ) -> Event:
         started = time.perf_counter()
         expected = state.footprint.bytes if state.footprint else 0
+        loop = asyncio.get_running_loop()
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
+            if park and holder and self.host.can_park(holder[0], expected):
+                parked, pushed = await loop.run_in_executor(
+                    self._loader, self.host.park, state.name, holder[0], expected, self.probe
+                )
+                for dropped in pushed:  # pushed out of the host tier: to disk
+                    await self._drop_parked(dropped)
+                if parked:
+                    holder.clear()
+                    return self._record_park(state, kind, reason, expected, started)
+            outcome = await loop.run_in_executor(
                 self._loader, unload_verified, holder, expected, self.probe
             )
         finally:
