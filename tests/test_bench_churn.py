@@ -46,7 +46,7 @@ def test_a_small_run_reports_every_request_and_its_memory() -> None:
     assert report["alive"]
     assert report["loads"] >= 1 and report["budget_mb"] == churn.BUDGET_MB
     assert 0 < report["peak_resident_mb"] <= 2 * 40  # two ~39 MB models at most
-    assert "| wrong | 10 | 8 |" in churn.table([report])
+    assert "| wrong | swap-aware | 10 | 8 |" in churn.table([report])
 
 
 def event(kind: str, model: str, at: float, seconds: float = 0.0, mb: float = 0) -> dict:

@@ -277,7 +277,9 @@ async def test_out_of_memory_during_load_evicts_idle_models_and_retries_once(
         assert manager.loaded_models() == ["c"]
     assert SizedModel.loads == ["a", "b", "c", "c"]
     evicted = [e for e in manager.events.recent() if e.kind == "evict"]
-    assert {e.model for e in evicted} == {"a", "b"} and evicted[0].reason == "make room for c (out of memory)"
+    assert {e.model for e in evicted} == {"a", "b"} and evicted[
+        0
+    ].reason == "make room for c (out of memory)"
     assert manager.events.count("load_failed", "c") == 1
 
 

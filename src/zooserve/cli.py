@@ -47,8 +47,14 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+    ray_cluster: Annotated[
+        bool, typer.Option("--ray", help="serve on a Ray cluster (pip install 'zooserve[ray]')")
+    ] = False,
+    replicas: Annotated[
+        int, typer.Option(min=1, help="with --ray: model-holding replicas, one device each")
+    ] = 1,
 ) -> None:
-    """Start the HTTP service (uvicorn)."""
+    """Start the HTTP service (uvicorn), or with --ray the same API on a Ray Serve cluster."""
     import uvicorn
 
     from zooserve.api.app import create_app
@@ -56,6 +62,11 @@ def serve(
 
     cfg = _config(config)
     configure_logging(log_level, as_json=cfg.log_json)
+    if ray_cluster:
+        from zooserve.ray import run_cluster
+
+        run_cluster(config, replicas, host, port)
+        return
     # zooserve logs each request itself (with its request id); uvicorn's access log would repeat it.
     uvicorn.run(
         create_app(cfg),

@@ -5,8 +5,8 @@ validation, and the session's reservation in the memory ledger."""
 from __future__ import annotations
 
 import asyncio
-import weakref
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any

@@ -1,0 +1,255 @@
+"""The ingress: the zooserve HTTP API in front of the model-holding replicas.
+
+Every request passes the same ServiceMiddleware as the single-node server (API key, body
+size, media type, JSON depth, request id), then:
+
+- /health and /models/info answer from the replicas' merged reports (views.py);
+- /api/jobs* run here, over the shared job store: a job's work is forwarded to a replica
+  like any request, and re-run on another replica if its replica dies;
+- everything else is forwarded as it came (method, path, query, headers, body) to a
+  replica, routed by the model the request will use (routing.py), and its response is
+  streamed back as the replica's app sends it.
+
+A replica that dies before answering gives 503 `replica_unavailable` with Retry-After;
+GET/HEAD/OPTIONS are retried on another replica first. A replica that dies in the middle of a
+streamed body cuts the body short (its status was already sent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, StreamingResponse
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
+
+from zooserve import __version__
+from zooserve.api import routes_jobs
+from zooserve.api.app import body_media_types, create_app
+from zooserve.api.errors import install_error_handlers
+from zooserve.api.metrics import Metrics
+from zooserve.api.middleware import ServiceMiddleware
+from zooserve.api.routes_models import may_see_details
+from zooserve.api.tasks import job_tasks
+from zooserve.catalog import Config
+from zooserve.errors import ZooError
+from zooserve.jobs import JobRunner, JobStore, Progress
+from zooserve.logs import request_id
+from zooserve.manager import ModelManager
+from zooserve.memory import MB
+from zooserve.ray.asgi import Forwarded, Start
+from zooserve.ray.routing import JOB_ROUTES, request_fields, routing_key
+from zooserve.ray.views import merge_health, merge_models_info, public_health
+
+log = logging.getLogger("zooserve.ray")
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Tries of a request that may run twice (idempotent routes, async jobs' work).
+RETRIES = 3
+RETRY_AFTER_S = 1
+#: Request headers that describe the client's connection, not the request.
+HOP_BY_HOP = frozenset({b"connection", b"transfer-encoding", b"content-length", b"expect"})
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class ReplicaUnavailable(ZooError):
+    status, code = 503, "replica_unavailable"
+
+
+class ForwardedError(ZooError):
+    """A replica's error answer to a job's work, kept as the job's error."""
+
+    def __init__(self, status: int, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "")), error.get("details") or {})
+        self.status, self.code = status, str(error.get("code", "internal_error"))
+
+
+class Body:
+    """The rest of a replica's answer; `complete` stays False when the replica died midway
+    (the status line was already sent: the body is cut short)."""
+
+    def __init__(self, stream: Any, request: Forwarded) -> None:
+        self.stream, self.request, self.complete = stream, request, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.stream:
+                yield chunk
+        except (RayError, RayServeException) as exc:
+            log.warning("%s %s: replica failed mid-body: %r", *self._what(), exc)
+            return
+        self.complete = True
+
+    def _what(self) -> tuple[str, str]:
+        return self.request.method, self.request.path
+
+
+class Forwarder:
+    """Calls the replicas' `handle` as a stream: the first item is the response's Start."""
+
+    def __init__(self, replicas: Any) -> None:
+        self.replicas = replicas
+
+    async def open(
+        self, request: Forwarded, model: str | None, tries: int = 1
+    ) -> tuple[Start, Body]:
+        last: BaseException | None = None
+        for _ in range(tries):
+            options: dict[str, Any] = {"stream": True}
+            if model:
+                options["multiplexed_model_id"] = model
+            stream = self.replicas.options(**options).handle.remote(request)
+            try:
+                first = await stream.__anext__()
+            except (RayError, RayServeException, StopAsyncIteration) as exc:
+                log.warning("%s %s: replica failed: %r", request.method, request.path, exc)
+                last = exc
+                continue
+            return first, Body(stream, request)
+        raise ReplicaUnavailable(
+            "the replica serving this request stopped before answering; retry",
+            {"reason": type(last).__name__},
+            retry_after=RETRY_AFTER_S,
+        )
+
+    async def fetch(
+        self, request: Forwarded, model: str | None, tries: int
+    ) -> tuple[int, dict[str, Any]]:
+        """The whole JSON answer (for jobs): re-run on another replica if one dies midway."""
+        for attempt in range(tries):
+            start, body = await self.open(request, model, tries)
+            chunks = [chunk async for chunk in body]
+            if body.complete:
+                return start.status, json.loads(b"".join(chunks) or b"{}")
+            log.warning("%s: replica died mid-answer (try %d)", request.path, attempt + 1)
+        raise ReplicaUnavailable("replicas kept failing; retry", retry_after=RETRY_AFTER_S)
+
+
+def _ingress_owned(header: bytes) -> bool:
+    """Response headers the ingress's own middleware sets (never twice)."""
+    return header == b"x-request-id" or header.startswith(b"access-control-")
+
+
+def forwarded_headers(request: Request, body: bytes) -> list[tuple[bytes, bytes]]:
+    headers = [(k, v) for k, v in request.scope["headers"] if k not in HOP_BY_HOP]
+    headers = [(k, v) for k, v in headers if k != b"x-request-id"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"x-request-id", request_id.get().encode()))  # one id on both ends
+    return headers
+
+
+def job_runner(task: str, forwarder: Forwarder, selector: ModelManager, key: str | None) -> Any:
+    """A job's work: the task's own route, on a replica, with the job's stored body."""
+    path = JOB_ROUTES[task]
+
+    async def run(body: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        if task == "track":
+            body = {**body, "stream": False}
+        data = json.dumps(body).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+        ]
+        if key:
+            headers.append((b"authorization", f"Bearer {key}".encode()))
+        request = Forwarded("POST", path, b"", headers, data)
+        status, answer = await forwarder.fetch(request, routing_key(selector, path, body), RETRIES)
+        if status >= 400:
+            raise ForwardedError(status, answer.get("error", {}))
+        return answer
+
+    return run
+
+
+def build_ingress_app(
+    config: Config, api_key: str | None, forwarder: Forwarder, directory: Any
+) -> FastAPI:
+    """The ingress's app. `directory`: the replicas' reports (directory.py)."""
+    # Never started: answers which model a request will use, from the config and the files
+    # here (the same selection as the replicas'); it loads nothing.
+    selector = ModelManager(config.model_copy(update={"device": "cpu", "memory_budget_mb": 1.0}))
+    tasks = job_tasks()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.job_tasks = tasks  # routes_jobs validates bodies against these
+        app.state.jobs = jobs = JobRunner(
+            JobStore(config.resolve_path(config.jobs_db)),
+            {name: job_runner(name, forwarder, selector, api_key) for name in tasks},
+            max_queued=config.max_queued_jobs,
+            workers=config.job_workers,
+            keep=config.jobs_keep,
+            max_age_s=config.jobs_max_age_s,
+        )
+        await jobs.start()
+        try:
+            yield
+        finally:
+            await jobs.close()
+
+    # The replicas serve the OpenAPI document and the docs page (forwarded).
+    app = FastAPI(
+        title="zooserve",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.api_key = api_key
+    install_error_handlers(app)
+    app.include_router(routes_jobs.router)
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        reports = await directory.fresh.remote()
+        merged = merge_health(reports, detailed=may_see_details(request))
+        body = merged if may_see_details(request) else public_health(merged)
+        return JSONResponse(body, status_code=200 if reports else 503)
+
+    @app.get("/models/info")
+    async def models_info() -> JSONResponse:
+        return JSONResponse(merge_models_info(await directory.fresh.remote()))
+
+    @app.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
+    async def forward(request: Request) -> Response:
+        body = await request.body()
+        fields = request_fields(request.headers.get("content-type", ""), body)
+        model = routing_key(selector, request.url.path, fields)
+        client = (request.client.host, request.client.port) if request.client else None
+        forwarded = Forwarded(
+            request.method,
+            request.url.path,
+            request.scope.get("query_string", b""),
+            forwarded_headers(request, body),
+            body,
+            client,
+        )
+        tries = RETRIES if request.method in IDEMPOTENT else 1
+        start, rest = await forwarder.open(forwarded, model, tries)
+        response = StreamingResponse(rest.__aiter__(), status_code=start.status)
+        response.raw_headers = [(k, v) for k, v in start.headers if not _ingress_owned(k)]
+        return response
+
+    if config.cors_origins:  # the ingress answers preflights and adds the CORS headers
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+
+    app.add_middleware(
+        ServiceMiddleware,
+        api_key=api_key,
+        max_body_bytes=int(config.max_request_mb * MB),
+        metrics=Metrics(),
+        max_json_depth=config.max_json_depth,
+        body_media_types=body_media_types(create_app(config, api_key=api_key or "")),
+    )
+    return app
