@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.test_manager import SizedModel, make_manager, model
+from tests.waiting import until
 from zooserve.errors import InferenceFailed, InvalidInput
 from zooserve.inference import InferencePool
 from zooserve.quiet import QuietWindow
@@ -69,14 +69,6 @@ async def test_a_stuck_model_stays_leased_until_its_thread_ends(tmp_path: Path) 
         await asyncio.sleep(0.01)
     assert manager.state("a").refcount == 0
     await manager.close()
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_a_quiet_window_holds_new_calls_until_it_closes() -> None:

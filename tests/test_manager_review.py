@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.test_manager import Clock, SizedModel, make_manager, model
+from tests.waiting import until
 from zooserve.catalog import ModelSpec
 from zooserve.errors import ModelInUse, ServiceBusy
 from zooserve.events import Event, EventLog
@@ -44,15 +44,6 @@ def gated_unloads(manager: ModelManager, gate: threading.Event) -> ModelManager:
 
     manager.adapter_factory = build
     return manager
-
-
-async def until(condition: Any, what: str) -> None:
-    """Let the loop (and the loader thread) run until `condition()` holds."""
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def lease_once(manager: ModelManager, name: str) -> None:

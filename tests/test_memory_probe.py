@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.waiting import until
 from zooserve.catalog import ModelSpec
 from zooserve.families.base import ModelAdapter
 from zooserve.inference import InferencePool
@@ -130,14 +131,6 @@ class OrtModel(ModelAdapter):
 
     def warmup(self) -> None:
         self.probe.nvml_used += 30 * MB
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_another_models_call_does_not_pollute_the_measure() -> None:

@@ -10,17 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-#: /health's fields a caller without the key may see (PublicHealthResponse).
-PUBLIC_HEALTH = (
-    "status",
-    "device",
-    "gpu_memory_allocated",
-    "gpu_memory_reserved",
-    "memory_budget_mb",
-    "memory_used_mb",
-    "process_rss_mb",
-    "nvml",
-)
+from zooserve.api.schemas import PublicHealthResponse
+
+#: /health's fields a caller without the key may see: those of the single server's answer.
+PUBLIC_HEALTH = tuple(PublicHealthResponse.model_fields)
 
 
 def _sum(values: list[Any]) -> Any:
