@@ -108,15 +108,15 @@ class Admission:
             if self.model_of(claim.key) is None and self.ledger.get(claim.key) is claim:
                 self.ledger.drop(claim.key)
 
-    def start_reclaim(self, key: str, for_whom: str) -> None:
+    def start_reclaim(self, key: str, for_whom: str) -> asyncio.Task[Any] | None:
+        """Evict or sleep the claim under `key` in a task of its own (returned)."""
         claim = self.ledger.get(key)
         if claim is None:
-            return
+            return None
         claim.reclaiming = True
         state = self.model_of(key)
         if state is not None:
-            self._start_unload(state, "evict", f"make room for {for_whom}", park=True)
-            return
+            return self._start_unload(state, "evict", f"make room for {for_whom}", park=True)
         sleeper = claim.sleeper
         assert sleeper is not None, f"{key} is not sleepable"
 
@@ -134,6 +134,7 @@ class Admission:
         task = asyncio.create_task(sleep())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _numbers(self, ticket: Ticket, need: int) -> dict[str, Any]:
         return {
