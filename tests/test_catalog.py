@@ -223,3 +223,22 @@ def test_variant_of_must_name_a_model(tmp_path: Path) -> None:
     data["models"]["q"] = {"model_id": "org/q-awq", "variant_of": "ghost"}
     with pytest.raises(ConfigError, match="variant_of names 'ghost'"):
         load_config(write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"concurrency": 0}, "options.concurrency must be a number >= 1"),
+        ({"max_batch_size": "8"}, "options.max_batch_size must be a number"),
+        ({"max_batch_size": 2.5}, "whole number"),
+        ({"max_batch_wait_ms": -1}, "options.max_batch_wait_ms must be a number >= 0"),
+        ({"concurrency": True}, "options.concurrency must be a number"),
+    ],
+)
+def test_lane_and_batching_options_are_checked_at_start_up(
+    options: dict, problem: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        catalog.Config.model_validate(
+            {"models": {"m": {"model_id": "x/y", "options": options}}, "base_dir": tmp_path}
+        )

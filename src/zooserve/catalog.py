@@ -52,6 +52,11 @@ def parse_keep_alive(value: str | float | int | None) -> float | None:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+#: Options of any model the manager reads, and their least value: concurrent forwards per model
+#: (its lane), frames per batch across requests, and how long a batch may wait to fill.
+SERVING_OPTIONS = {"concurrency": 1, "max_batch_size": 1, "batch_size": 1, "max_batch_wait_ms": 0}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -128,6 +133,20 @@ class ModelSpec(_Strict):
     def _check_keep_alive(cls, value: str | float | None) -> str | float | None:
         parse_keep_alive(value)
         return value
+
+    @field_validator("options")
+    @classmethod
+    def _check_serving_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The options the manager reads for every family (lanes, batching)."""
+        for key, least in SERVING_OPTIONS.items():
+            value = options.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < least:
+                raise ValueError(f"options.{key} must be a number >= {least}, got {value!r}")
+            if key != "max_batch_wait_ms" and value != int(value):
+                raise ValueError(f"options.{key} must be a whole number, got {value!r}")
+        return options
 
     @property
     def keep_alive_seconds(self) -> float | None:
