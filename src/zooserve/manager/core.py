@@ -76,6 +76,7 @@ class ModelManager(Admission, Transitions, Reporting):
         }
         self._init_public_names()
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="zooserve-loader")
+        self._load_slot = asyncio.Lock()  # a load holds it until settled (never admission)
         self._inference = InferencePool(inference_workers, config.inference_timeout_s)
         self._tasks: set[asyncio.Task[Any]] = set()  # strong refs to (un)loads and sleeps
         self.batcher = Batcher()
@@ -156,10 +157,14 @@ class ModelManager(Admission, Transitions, Reporting):
             await self.scheduler.admit(
                 ticket, self.config.admission_timeout_s, request_context.client_gone.get()
             )
-            try:  # leased; wait for the loads the grant started (or shares)
-                for state in states:
-                    while state.status is Status.LOADING and state.transition is not None:
-                        await asyncio.shield(state.transition)
+            # Leased; wait for the loads the grant started (or shares). Their futures are taken
+            # now: one may end (and clear its state's transition) while another is awaited.
+            loads = [s.transition for s in states if s.status is Status.LOADING and s.transition]
+            try:
+                for load in loads:
+                    await asyncio.shield(load)
+                if any(s.status is not Status.LOADED for s in states):
+                    raise AssertionError(f"admitted plan {names} is not loaded")
                 return states
             except Remeasured:
                 for state in states:

@@ -91,7 +91,7 @@ def decide(
 def _victims(short: int, candidates: Sequence[Candidate]) -> tuple[Candidate, ...] | None:
     """The first claims in `reclaim_order` that free `short` bytes, or None if all can't."""
     victims: list[Candidate] = []
-    for candidate in reclaim_order(candidates):
+    for candidate in reclaim_order(c for c in candidates if c.nbytes > 0):
         if short <= 0:
             break
         victims.append(candidate)

@@ -66,6 +66,7 @@ class Transitions:
     adapter_factory: AdapterFactory
     clock: Callable[[], float]
     _loader: ThreadPoolExecutor
+    _load_slot: asyncio.Lock
     _inference: InferencePool
     host: HostTier
     _tasks: set[asyncio.Task[Any]]
@@ -133,6 +134,14 @@ class Transitions:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_load(
+        self, state: ModelState, claim: Claim, future: asyncio.Future[None], reason: str
+    ) -> None:
+        """One load at a time from start to settled: the next load's memory must not appear
+        while this one may still be measured too big and be unloaded again."""
+        async with self._load_slot:
+            await self._run_load_now(state, claim, future, reason)
+
+    async def _run_load_now(
         self, state: ModelState, claim: Claim, future: asyncio.Future[None], reason: str
     ) -> None:
         admitted = claim.nbytes

@@ -1,0 +1,341 @@
+"""The admission policy (zooserve.manager.policy) as a table of cases, and one property over
+random inputs: `decide` admits iff the request fits now, refuses iff it could never fit,
+and reclaims only the fewest victims, in `reclaim_order`, that make it fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zooserve.manager.claims import Reclaim
+from zooserve.manager.policy import Candidate, Decision, Verdict, decide, reclaim_order
+
+
+def idle(key: str, nbytes: int, **kw: Any) -> Candidate:
+    return Candidate(key, nbytes, Reclaim.EVICT, **kw)
+
+
+OLD = idle("old", 4, last_used=1.0)
+RECENT = idle("recent", 4, last_used=9.0)
+EXPIRED = idle("expired", 4, expired=True, last_used=5.0)
+SLOW = idle("slow", 4, last_used=3.0, reload_seconds=20.0)  # counts as used at 23
+QUICK = idle("quick", 4, last_used=3.0, reload_seconds=0.5)  # counts as used at 3.5
+SLOW_OLD = idle("slow_old", 4, last_used=1.0, reload_seconds=10.0)  # counts as used at 11
+SMALL = idle("small", 1, last_used=2.0)
+TWO_A = idle("two_a", 2, last_used=1.0)
+TWO_B = idle("two_b", 2, last_used=2.0)
+TWO_C = idle("two_c", 2, last_used=3.0)
+WANTED = idle("wanted", 4, last_used=0.0, in_demand=True)  # used since the request came
+ENGINE = Candidate("engine:vllm", 6, Reclaim.SLEEP, last_used=4.0)
+
+# (case, need, free, incoming, candidates, ceiling, overdue, verdict, victim keys, deferred)
+CASES: list[tuple[Any, ...]] = [
+    ("fits: admit", 2, 3, 0, [OLD], 10, True, Verdict.ADMIT, (), False),
+    ("fits exactly: admit", 3, 3, 0, [], 10, True, Verdict.ADMIT, (), False),
+    ("nothing needed: admit", 0, 0, 0, [], 0, True, Verdict.ADMIT, (), False),
+    ("above the ceiling: refuse", 11, 20, 0, [OLD], 10, True, Verdict.REFUSE, (), False),
+    (
+        "above the ceiling though victims exist: refuse",
+        9,
+        0,
+        0,
+        [OLD, RECENT],
+        8,
+        True,
+        Verdict.REFUSE,
+        (),
+        False,
+    ),
+    (
+        "at the ceiling: not refused",
+        8,
+        0,
+        0,
+        [OLD, RECENT],
+        8,
+        True,
+        Verdict.RECLAIM,
+        ("old", "recent"),
+        False,
+    ),
+    ("room on its way: wait, no new victims", 5, 2, 3, [OLD], 10, True, Verdict.WAIT, (), False),
+    ("more than enough on its way: wait", 5, 0, 9, [OLD], 10, True, Verdict.WAIT, (), False),
+    (
+        "room on its way covers part: reclaim only the rest",
+        6,
+        1,
+        4,
+        [OLD, SMALL],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("old",),
+        False,
+    ),
+    (
+        "busy claims hold the room: wait, evict nothing",
+        9,
+        1,
+        0,
+        [OLD],
+        10,
+        True,
+        Verdict.WAIT,
+        (),
+        False,
+    ),
+    ("no candidates at all: wait", 2, 1, 0, [], 10, True, Verdict.WAIT, (), False),
+    ("expired goes first", 3, 0, 0, [OLD, EXPIRED], 10, True, Verdict.RECLAIM, ("expired",), False),
+    (
+        "then least recently used",
+        3,
+        0,
+        0,
+        [RECENT, OLD],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("old",),
+        False,
+    ),
+    (
+        "the cheaper reload goes first",
+        3,
+        0,
+        0,
+        [SLOW, QUICK],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("quick",),
+        False,
+    ),
+    (
+        "a slow reload counts as used that much later",
+        3,
+        0,
+        0,
+        [SLOW_OLD, RECENT],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("recent",),
+        False,
+    ),
+    (
+        "an idle engine is slept like a model is evicted",
+        5,
+        0,
+        0,
+        [RECENT, ENGINE],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("engine:vllm",),
+        False,
+    ),
+    (
+        "stops as soon as it fits: the fewest victims",
+        4,
+        0,
+        0,
+        [TWO_C, TWO_B, TWO_A],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("two_a", "two_b"),
+        False,
+    ),
+    (
+        "free room counts: one victim is enough",
+        5,
+        1,
+        0,
+        [OLD, RECENT],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("old",),
+        False,
+    ),
+    (
+        "all of them when all are needed",
+        6,
+        0,
+        0,
+        [TWO_C, TWO_A, TWO_B],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("two_a", "two_b", "two_c"),
+        False,
+    ),
+    (
+        "in demand is spared until the request is overdue",
+        3,
+        0,
+        0,
+        [WANTED],
+        10,
+        False,
+        Verdict.WAIT,
+        (),
+        True,
+    ),
+    (
+        "in demand goes once the request is overdue",
+        3,
+        0,
+        0,
+        [WANTED],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("wanted",),
+        False,
+    ),
+    (
+        "not in demand goes before in demand, even if used later",
+        3,
+        0,
+        0,
+        [WANTED, RECENT],
+        10,
+        True,
+        Verdict.RECLAIM,
+        ("recent",),
+        False,
+    ),
+    (
+        "not overdue: the claims not in demand suffice",
+        3,
+        0,
+        0,
+        [WANTED, RECENT],
+        10,
+        False,
+        Verdict.RECLAIM,
+        ("recent",),
+        False,
+    ),
+    (
+        "not overdue, nothing would suffice: a plain wait",
+        30,
+        0,
+        0,
+        [WANTED],
+        40,
+        False,
+        Verdict.WAIT,
+        (),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    (
+        "need",
+        "free",
+        "incoming",
+        "candidates",
+        "ceiling",
+        "overdue",
+        "verdict",
+        "victims",
+        "deferred",
+    ),
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+)
+def test_decide(
+    need: int,
+    free: int,
+    incoming: int,
+    candidates: list[Candidate],
+    ceiling: int,
+    overdue: bool,
+    verdict: Verdict,
+    victims: tuple[str, ...],
+    deferred: bool,
+) -> None:
+    decision = decide(need, free, incoming, candidates, ceiling, overdue)
+    assert decision.verdict is verdict
+    assert tuple(v.key for v in decision.victims) == victims
+    assert decision.deferred is deferred
+
+
+def test_reclaim_order() -> None:
+    """Expired first, then not in demand, then least recently used, a claim counting as used
+    as many seconds later as its reload takes."""
+    ordered = reclaim_order([RECENT, SLOW, WANTED, OLD, QUICK, EXPIRED, SMALL])
+    assert [c.key for c in ordered] == [
+        "expired",
+        "old",
+        "small",
+        "quick",
+        "recent",
+        "slow",
+        "wanted",
+    ]
+
+
+def test_an_expired_claim_goes_before_an_older_one_that_is_not() -> None:
+    stale = idle("stale", 1, expired=True, last_used=100.0, reload_seconds=9.0)
+    assert [c.key for c in reclaim_order([OLD, stale])] == ["stale", "old"]
+
+
+candidates = st.lists(
+    st.builds(
+        Candidate,
+        key=st.text("abcdefgh", min_size=1, max_size=3),
+        nbytes=st.integers(1, 50),
+        how=st.sampled_from([Reclaim.EVICT, Reclaim.SLEEP]),
+        expired=st.booleans(),
+        last_used=st.integers(0, 5).map(float),
+        reload_seconds=st.integers(0, 3).map(float),
+        in_demand=st.booleans(),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(
+    need=st.integers(0, 120),
+    free=st.integers(0, 100),
+    incoming=st.integers(0, 60),
+    candidates=candidates,
+    ceiling=st.integers(0, 150),
+    overdue=st.booleans(),
+)
+def test_decide_property(
+    need: int,
+    free: int,
+    incoming: int,
+    candidates: list[Candidate],
+    ceiling: int,
+    overdue: bool,
+) -> None:
+    decision: Decision = decide(need, free, incoming, candidates, ceiling, overdue)
+    assert (decision.verdict is Verdict.REFUSE) == (need > ceiling)
+    assert (decision.verdict is Verdict.ADMIT) == (need <= free and need <= ceiling)
+    if decision.verdict is not Verdict.RECLAIM:
+        assert decision.victims == ()
+    eligible = [c for c in candidates if overdue or not c.in_demand]
+    if decision.verdict is Verdict.RECLAIM:
+        victims = list(decision.victims)
+        assert free + incoming < need  # what is already on its way would not do
+        assert free + incoming + sum(v.nbytes for v in victims) >= need
+        assert free + incoming + sum(v.nbytes for v in victims[:-1]) < need  # the fewest
+        assert victims == reclaim_order(eligible)[: len(victims)]  # in order, none spared
+    if decision.verdict is Verdict.WAIT:  # on its way, or not enough even with every victim
+        room = free + incoming
+        assert room >= need or room + sum(c.nbytes for c in eligible) < need
+    assert not decision.deferred or (
+        decision.verdict is Verdict.WAIT
+        and not overdue
+        and free + incoming + sum(c.nbytes for c in candidates) >= need
+    )
