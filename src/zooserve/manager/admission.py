@@ -4,14 +4,15 @@ granting a plan (leases and claims) in one step on the event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from zooserve import request_context
 from zooserve.errors import BudgetExceeded, ServiceBusy, ZooError
 from zooserve.events import Event
 from zooserve.manager.claims import Claim, Ledger, Reclaim
 from zooserve.manager.policy import Candidate
-from zooserve.manager.scheduler import Ticket
+from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
 from zooserve.memory import MB
 
@@ -25,6 +26,7 @@ class Admission:
 
     config: Config
     ledger: Ledger
+    scheduler: Scheduler
     states: dict[str, ModelState]
     events: EventLog
     clock: Callable[[], float]
@@ -33,6 +35,7 @@ class Admission:
     if TYPE_CHECKING:  # provided by the other parts of ModelManager
 
         def admission_bytes(self, state: ModelState) -> int: ...
+        def state(self, name: str) -> ModelState: ...
         def _begin_load(self, state: ModelState, nbytes: int, reason: str) -> None: ...
         def _lease(self, state: ModelState) -> None: ...
         def _end_lease(self, state: ModelState) -> None: ...
@@ -176,3 +179,53 @@ class Admission:
             busy=lambda: not state.idle,
             last_used=self.clock(),
         )
+
+    # --- claims beyond models ----------------------------------------------------------------
+
+    @property
+    def reservations(self) -> dict[str, int]:
+        """Bytes claimed outside models (tracking sessions, engines), by key."""
+        return {c.key: c.nbytes for c in self.ledger if self.model_of(c.key) is None}
+
+    def used_bytes(self) -> int:
+        return self.ledger.used_bytes()
+
+    async def reserve(
+        self,
+        key: str,
+        nbytes: int,
+        reason: str,
+        *,
+        reclaim: Reclaim = Reclaim.WAIT,
+        sleeper: Callable[[], Awaitable[object]] | None = None,
+        busy: Callable[[], bool] | None = None,
+        floor: int = 0,
+        holds: Sequence[str] = (),
+    ) -> None:
+        """Claim `nbytes` outside models (a session's memory bank, an engine) under `key`,
+        replacing an earlier claim under it. Growth is admitted through the scheduler ahead of
+        new plans (the caller usually holds leases others wait for); shrinking is immediate.
+        `holds`: the models the caller has leased (never evicted for its own claim).
+        Raises BudgetExceeded / ServiceBusy like a load."""
+        claim = Claim(key, nbytes, reclaim, reason, busy or (lambda: False), sleeper, floor)
+        claim.last_used = self.clock()
+        held = self.ledger.get(key)
+        if held is not None and nbytes <= held.nbytes:
+            self.ledger.put(claim)
+            self._dispatch()
+        else:
+            leased = frozenset(self.state(name).key for name in holds)
+            ticket = Ticket(key, extras=(claim,), urgent=True, holds=leased)
+            await self.scheduler.admit(
+                ticket, self.config.admission_timeout_s, request_context.client_gone.get()
+            )
+        self.events.record(Event("reserve", key, reason, bytes=nbytes))
+
+    def release(self, key: str, reason: str = "released") -> None:
+        """Give back a claim outside models (no-op when absent)."""
+        if self.model_of(key) is not None:
+            return
+        claim = self.ledger.drop(key)
+        if claim is not None:
+            self.events.record(Event("release", key, reason, bytes=claim.nbytes))
+            self._dispatch()

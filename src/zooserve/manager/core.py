@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import numpy as np
 import psutil
 
 from zooserve import request_context
-from zooserve.batching import Batcher, batch_key
+from zooserve.batching import Batcher
 from zooserve.catalog import Config, ModelSpec
 from zooserve.errors import ConfigError, ModelInUse, ModelNotFound
 from zooserve.events import Event, EventLog
@@ -28,12 +27,14 @@ from zooserve.families import adapter_class
 from zooserve.families.base import ModelAdapter
 from zooserve.inference import InferencePool
 from zooserve.manager.admission import Admission
-from zooserve.manager.claims import Claim, Ledger, Reclaim
+from zooserve.manager.claims import Ledger, Reclaim
 from zooserve.manager.reporting import Reporting
+from zooserve.manager.running import Running
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier, Mover, move_modules
 from zooserve.manager.transitions import AdapterFactory, Remeasured, Transitions
+from zooserve.manager.unloading import Unloading
 from zooserve.memory import MB, MemoryProbe, probe_for
 from zooserve.runtimes.torch_runtime import resolve_device
 
@@ -48,7 +49,7 @@ def default_adapter_factory(spec: ModelSpec, source: str, device: str) -> ModelA
     return adapter_class(spec.family)(spec, source, device)
 
 
-class ModelManager(Admission, Transitions, Reporting):
+class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
     """Owns every loaded model. Use `async with manager.use(name) as adapter:`."""
 
     def __init__(
@@ -216,49 +217,6 @@ class ModelManager(Admission, Transitions, Reporting):
         if state.idle and not state.pinned and self._expired(state):
             self._start_unload(state, "unload", "keep_alive expired", park=True)
 
-    async def infer(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking inference on the lane of the model it uses (never on the event loop or
-        the loader), with the `inference_timeout_s` deadline (see zooserve.inference)."""
-        used = self._models_used(fn, args)
-        lane = self._inference.lanes.get(used[0].name) if used else None
-        return await self._inference.run(
-            fn, *args, on_stuck=lambda f: self._hold(used, f), lane=lane
-        )
-
-    async def infer_batched(
-        self, fn: Callable[..., list[T]], items: list[Any], *params: Any
-    ) -> list[T]:
-        """`fn(items, *params)`, one result per item, batched with concurrent calls to the same
-        model with the same params (see zooserve.batching) up to the model's
-        `options.max_batch_size` items (default its `batch_size`, 4)."""
-        used = self._models_used(fn, ())
-        options = used[0].spec.options if used else {}
-        size = int(options.get("max_batch_size", options.get("batch_size", 4)))
-        shapes = [tuple(np.shape(item)) for item in items]
-        key = batch_key(getattr(fn, "__self__", fn), fn.__name__, *params, shapes=shapes)
-        if key is None or not items or len(items) >= size:
-            return await self.infer(fn, items, *params)
-        wait_s = float(options.get("max_batch_wait_ms", 0)) / 1000
-
-        async def run(batch: list[Any]) -> list[T]:
-            return await self.infer(fn, batch, *params)
-
-        return await self.batcher.submit(key, items, run, size, wait_s)
-
-    def _models_used(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> list[ModelState]:
-        """The loaded models a call uses: its method's owner first, then its arguments."""
-        used = [id(getattr(fn, "__self__", None)), *(id(a) for a in args)]
-        by_adapter = {id(s.adapter): s for s in self.states.values() if s.adapter is not None}
-        return list({id(by_adapter[i]): by_adapter[i] for i in used if i in by_adapter}.values())
-
-    def _hold(self, used: list[ModelState], running: Any) -> None:
-        """Keep the models a stuck call uses leased until its thread really ends."""
-        for state in used:
-            if state.adapter is not None:
-                self._lease(state)
-                self.events.record(Event("inference_stuck", state.name, "inference timed out"))
-                running.add_done_callback(lambda _, state=state: self._end_lease(state))
-
     # --- the API's verbs ---------------------------------------------------------------------
 
     def state(self, name: str) -> ModelState:
@@ -326,53 +284,3 @@ class ModelManager(Admission, Transitions, Reporting):
 
     def _expired(self, state: ModelState) -> bool:
         return self.clock() - state.last_used >= state.keep_alive
-
-    # --- claims beyond models ----------------------------------------------------------------
-
-    @property
-    def reservations(self) -> dict[str, int]:
-        """Bytes claimed outside models (tracking sessions, engines), by key."""
-        return {c.key: c.nbytes for c in self.ledger if self.model_of(c.key) is None}
-
-    def used_bytes(self) -> int:
-        return self.ledger.used_bytes()
-
-    async def reserve(
-        self,
-        key: str,
-        nbytes: int,
-        reason: str,
-        *,
-        reclaim: Reclaim = Reclaim.WAIT,
-        sleeper: Callable[[], Awaitable[object]] | None = None,
-        busy: Callable[[], bool] | None = None,
-        floor: int = 0,
-        holds: Sequence[str] = (),
-    ) -> None:
-        """Claim `nbytes` outside models (a session's memory bank, an engine) under `key`,
-        replacing an earlier claim under it. Growth is admitted through the scheduler ahead of
-        new plans (the caller usually holds leases others wait for); shrinking is immediate.
-        `holds`: the models the caller has leased (never evicted for its own claim).
-        Raises BudgetExceeded / ServiceBusy like a load."""
-        claim = Claim(key, nbytes, reclaim, reason, busy or (lambda: False), sleeper, floor)
-        claim.last_used = self.clock()
-        held = self.ledger.get(key)
-        if held is not None and nbytes <= held.nbytes:
-            self.ledger.put(claim)
-            self._dispatch()
-        else:
-            leased = frozenset(self.state(name).key for name in holds)
-            ticket = Ticket(key, extras=(claim,), urgent=True, holds=leased)
-            await self.scheduler.admit(
-                ticket, self.config.admission_timeout_s, request_context.client_gone.get()
-            )
-        self.events.record(Event("reserve", key, reason, bytes=nbytes))
-
-    def release(self, key: str, reason: str = "released") -> None:
-        """Give back a claim outside models (no-op when absent)."""
-        if self.model_of(key) is not None:
-            return
-        claim = self.ledger.drop(key)
-        if claim is not None:
-            self.events.record(Event("release", key, reason, bytes=claim.nbytes))
-            self._dispatch()

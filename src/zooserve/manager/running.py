@@ -1,0 +1,76 @@
+"""Running inference on a leased model: its lane, batching across requests, and keeping a
+model leased while a call that overran its deadline still runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from zooserve.batching import Batcher, batch_key
+from zooserve.events import Event
+from zooserve.inference import InferencePool
+from zooserve.manager.state import ModelState
+
+if TYPE_CHECKING:
+    from zooserve.events import EventLog
+
+T = TypeVar("T")
+
+
+class Running:
+    """Mixin of ModelManager: inference on leased models."""
+
+    states: dict[str, ModelState]
+    events: EventLog
+    batcher: Batcher
+    _inference: InferencePool
+
+    if TYPE_CHECKING:  # provided by the other parts of ModelManager
+
+        def _lease(self, state: ModelState) -> None: ...
+        def _end_lease(self, state: ModelState) -> None: ...
+
+    async def infer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking inference on the lane of the model it uses (never on the event loop or
+        the loader), with the `inference_timeout_s` deadline (see zooserve.inference)."""
+        used = self._models_used(fn, args)
+        lane = self._inference.lanes.get(used[0].name) if used else None
+        return await self._inference.run(
+            fn, *args, on_stuck=lambda f: self._hold(used, f), lane=lane
+        )
+
+    async def infer_batched(
+        self, fn: Callable[..., list[T]], items: list[Any], *params: Any
+    ) -> list[T]:
+        """`fn(items, *params)`, one result per item, batched with concurrent calls to the same
+        model with the same params (see zooserve.batching) up to the model's
+        `options.max_batch_size` items (default its `batch_size`, 4)."""
+        used = self._models_used(fn, ())
+        options = used[0].spec.options if used else {}
+        size = int(options.get("max_batch_size", options.get("batch_size", 4)))
+        shapes = [tuple(np.shape(item)) for item in items]
+        key = batch_key(getattr(fn, "__self__", fn), fn.__name__, *params, shapes=shapes)
+        if key is None or not items or len(items) >= size:
+            return await self.infer(fn, items, *params)
+        wait_s = float(options.get("max_batch_wait_ms", 0)) / 1000
+
+        async def run(batch: list[Any]) -> list[T]:
+            return await self.infer(fn, batch, *params)
+
+        return await self.batcher.submit(key, items, run, size, wait_s)
+
+    def _models_used(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> list[ModelState]:
+        """The loaded models a call uses: its method's owner first, then its arguments."""
+        used = [id(getattr(fn, "__self__", None)), *(id(a) for a in args)]
+        by_adapter = {id(s.adapter): s for s in self.states.values() if s.adapter is not None}
+        return list({id(by_adapter[i]): by_adapter[i] for i in used if i in by_adapter}.values())
+
+    def _hold(self, used: list[ModelState], running: Any) -> None:
+        """Keep the models a stuck call uses leased until its thread really ends."""
+        for state in used:
+            if state.adapter is not None:
+                self._lease(state)
+                self.events.record(Event("inference_stuck", state.name, "inference timed out"))
+                running.add_done_callback(lambda _, state=state: self._end_lease(state))
