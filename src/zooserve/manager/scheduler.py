@@ -85,14 +85,15 @@ class Scheduler:
     ) -> None:
         """Queue `ticket` and return once its plan is granted; raise its refusal, QueueFull,
         ServiceBusy after `timeout_s`, or MediaClosed when the client went away meanwhile."""
-        if not ticket.urgent and sum(not t.urgent for t in self.queue) >= self.max_pending:
+        full = not ticket.urgent and sum(not t.urgent for t in self.queue) >= self.max_pending
+        if full and not self._fits_now(ticket):
             self.refused_full += 1
             raise QueueFull(
                 f"{self.max_pending} requests already wait for memory (max_pending)",
                 {"pending": self.pending, "max_pending": self.max_pending},
                 retry_after=1.0,
             )
-        if ticket.urgent:
+        if ticket.urgent or full:  # (a full queue only lets in what fits at once: first)
             first_new = next((i for i, t in enumerate(self.queue) if not t.urgent), None)
             self.queue.insert(len(self.queue) if first_new is None else first_new, ticket)
         else:
@@ -115,6 +116,12 @@ class Scheduler:
         except BaseException:
             self._withdraw(ticket)
             raise
+
+    def _fits_now(self, ticket: Ticket) -> bool:
+        """Admissible without waiting or evicting (its models loaded, or room free): such a
+        request never waits behind others, so a full queue does not refuse it."""
+        need = self.host.plan_need(ticket)
+        return need is not None and need <= self.host.ledger.free_bytes()
 
     def _withdraw(self, ticket: Ticket) -> None:
         """A ticket whose caller is gone: out of the queue, or its grant given back."""
