@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+
+from tests.bench_scripts import load_bench
 
 MB = 2**20
 
 
-def load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "churn.py"
-    spec = importlib.util.spec_from_file_location("bench_churn", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-churn = load_bench()
+churn = load_bench("churn")
 
 
 def test_a_small_run_reports_every_request_and_its_memory() -> None:

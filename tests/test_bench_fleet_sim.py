@@ -3,29 +3,16 @@ its report, and its copy of zooserve's admission rules against the real ones."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.bench_scripts import load_bench
 from zooserve.catalog import load_config
 
-
-def load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "fleet_sim.py"
-    spec = importlib.util.spec_from_file_location("bench_fleet_sim", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-fleet = load_bench()
+fleet = load_bench("fleet_sim")
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "models.yaml"
 
 

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
+from tests.bench_scripts import load_bench
 
-def load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "loads.py"
-    spec = importlib.util.spec_from_file_location("bench_loads", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-loads = load_bench()
+loads = load_bench("loads")
 
 
 def test_a_tiny_segformer_reports_both_loads_side_by_side(tmp_path: Path) -> None:

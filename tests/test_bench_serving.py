@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import psutil
 import pytest
 
+from tests.bench_scripts import load_bench
 from tests.conftest import TinyModels
 
-
-def load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "serving.py"
-    spec = importlib.util.spec_from_file_location("bench_serving", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-serving = load_bench()
+serving = load_bench("serving")
 RUN_KEYS = {"requests", "statuses", "seconds", "frames_per_s", "p50_ms", "p99_ms"}
 
 
@@ -55,6 +44,7 @@ def test_litserve_answers_every_request(tiny_models: TinyModels, tmp_path: Path)
     """LitServe is a benchmark peer, not a dependency: checked where it is installed."""
     pytest.importorskip("ultralytics")
     import litserve  # noqa: F401  (./bootstrap test installs the `bench` extra)
+
     report = serving.bench(
         tmp_path,
         ["litserve"],
@@ -66,12 +56,13 @@ def test_litserve_answers_every_request(tiny_models: TinyModels, tmp_path: Path)
     )
     assert report["servers"]["litserve"]["2"]["statuses"] == {"200": 3}
     # LitServe's API and inference worker processes are stopped with it (its process group).
-    left = [
-        p.pid
+    ours = [
+        p
         for p in psutil.process_iter(["cmdline"])
         if str(tmp_path) in " ".join(p.info["cmdline"] or [])
     ]
-    assert left == []
+    _, alive = psutil.wait_procs(ours, timeout=15)  # signalled: let them finish exiting
+    assert [p.pid for p in alive] == []
 
 
 def test_a_missing_litserve_says_how_to_install_it(
