@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from zooserve import request_context
 from zooserve.errors import BudgetExceeded, ServiceBusy, ZooError
 from zooserve.events import Event
-from zooserve.manager.claims import Claim, Ledger, Reclaim
+from zooserve.manager.claims import Claim, Ledger, Reclaim, model_name
 from zooserve.manager.policy import Candidate
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
@@ -45,7 +45,8 @@ class Admission:
         def _dispatch(self) -> None: ...
 
     def model_of(self, key: str) -> ModelState | None:
-        return self.states.get(key[6:]) if key.startswith("model:") else None
+        name = model_name(key)
+        return self.states.get(name) if name is not None else None
 
     def plan_need(self, ticket: Ticket) -> int | None:
         need = 0

@@ -14,6 +14,18 @@ import enum
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
+MODEL_PREFIX = "model:"
+
+
+def model_key(name: str) -> str:
+    """The ledger key of model `name`'s claim."""
+    return MODEL_PREFIX + name
+
+
+def model_name(key: str) -> str | None:
+    """The model a ledger key belongs to, or None for other claims (sessions, engines)."""
+    return key.removeprefix(MODEL_PREFIX) if key.startswith(MODEL_PREFIX) else None
+
 
 class Reclaim(enum.StrEnum):
     EVICT = "evict"  # unload it (a model)

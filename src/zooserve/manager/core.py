@@ -110,8 +110,7 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
 
     async def close(self) -> None:
         for state in self.states.values():
-            if state.timer is not None:
-                state.timer.cancel()
+            state.cancel_timer()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for state in self.states.values():
             if state.status is Status.LOADED and state.refcount == 0:
@@ -119,7 +118,7 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
         for name in self.host.names():
             parked = self.host.take(name)
             if parked is not None:
-                await self._drop_parked(parked)
+                await self._unload_adapter(parked)
         self._loader.shutdown(wait=True)
         self._inference.shutdown(wait=True)
 
@@ -181,9 +180,7 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
     def _lease(self, state: ModelState) -> None:
         state.refcount += 1
         state.last_used = self.clock()
-        if state.timer is not None:
-            state.timer.cancel()
-            state.timer = None
+        state.cancel_timer()
 
     def _end_lease(self, state: ModelState) -> None:
         state.refcount -= 1
@@ -201,9 +198,7 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
 
     def _arm_keep_alive(self, state: ModelState) -> None:
         """One timer per idle model: it unloads the model when its keep-alive runs out."""
-        if state.timer is not None:
-            state.timer.cancel()
-            state.timer = None
+        state.cancel_timer()
         if not state.idle or state.pinned:
             return
         if state.keep_alive == 0:
@@ -259,7 +254,7 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
             parked = self.host.take(name)
             if parked is None:
                 return {"model_id": name, "status": "not_loaded"}
-            await self._drop_parked(parked)
+            await self._unload_adapter(parked)
             self.events.record(Event("unload", name, f"{reason} (from host memory)"))
             return {"model_id": name, "status": "unloaded", "tier": "host"}
         if state.refcount > 0:

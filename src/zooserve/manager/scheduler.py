@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from zooserve.errors import MediaClosed, QueueFull, ZooError
-from zooserve.manager.claims import Claim, Ledger
+from zooserve.manager.claims import Claim, Ledger, model_key
 from zooserve.manager.policy import Candidate, Verdict, decide
 
 #: How often a queued request checks whether its client is still there (seconds).
@@ -161,7 +161,7 @@ class Scheduler:
                 continue
             free = max(0, ledger.free_bytes() - earmarked)
             incoming = self._incoming(ticket)
-            exclude = {f"model:{name}" for name in ticket.models} | {c.key for c in ticket.extras}
+            exclude = {model_key(name) for name in ticket.models} | {c.key for c in ticket.extras}
             overdue = ticket.urgent or now - ticket.enqueued_at >= self.max_wait_s
             candidates = host.candidates(exclude, ticket.arrived)
             decision = decide(need, free, incoming, candidates, host.ceiling(ticket), overdue)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from zooserve.catalog import ModelSpec
 from zooserve.families.base import ModelAdapter
+from zooserve.manager.claims import model_key
 from zooserve.memory import LoadFootprint
 
 
@@ -46,7 +47,13 @@ class ModelState:
     @property
     def key(self) -> str:
         """Its claim's key in the ledger."""
-        return f"model:{self.spec.name}"
+        return model_key(self.spec.name)
+
+    def cancel_timer(self) -> None:
+        """Stop its keep-alive timer (it is leased, unloading, or re-armed)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     @property
     def pinned(self) -> bool:

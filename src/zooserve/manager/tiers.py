@@ -53,7 +53,7 @@ class HostTier:
     @property
     def used_bytes(self) -> int:
         with self._lock:
-            return sum(nbytes for _, nbytes in self._parked.values())
+            return self._used_locked()
 
     def holds(self, name: str) -> bool:
         with self._lock:
@@ -74,13 +74,13 @@ class HostTier:
             return False, []  # tensors outside its modules stayed on the device: unload it
         pushed: list[ModelAdapter] = []
         with self._lock:
-            while self._parked and self.used_bytes_locked() + nbytes > self.budget_bytes:
+            while self._parked and self._used_locked() + nbytes > self.budget_bytes:
                 _, (oldest, _) = self._parked.popitem(last=False)
                 pushed.append(oldest)
             self._parked[name] = (adapter, nbytes)
         return True, pushed
 
-    def used_bytes_locked(self) -> int:
+    def _used_locked(self) -> int:
         return sum(nbytes for _, nbytes in self._parked.values())
 
     def take(self, name: str) -> ModelAdapter | None:

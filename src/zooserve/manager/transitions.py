@@ -36,7 +36,6 @@ from zooserve.memory import (
     MemoryProbe,
     admission_bytes,
     load_measured,
-    unload_verified,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +78,7 @@ class Transitions:
         def start_reclaim(self, key: str, for_whom: str) -> asyncio.Task[Any] | None: ...
         def _dispatch(self) -> None: ...
         def _arm_keep_alive(self, state: ModelState) -> None: ...
+        async def _unload_adapter(self, adapter: ModelAdapter) -> None: ...
 
     def prepare(self, state: ModelState) -> None:
         """Check a model can be loaded here at all (before it queues): enabled, weights on
@@ -187,10 +187,8 @@ class Transitions:
             state.footprint = None
             if state.adapter is not None:  # measured too big: give its memory back first
                 state.status = Status.UNLOADING  # nobody is admitted to it meanwhile
-                holder, state.adapter = [state.adapter], None
-                await asyncio.get_running_loop().run_in_executor(
-                    self._loader, unload_verified, holder, 0, self.probe
-                )
+                adapter, state.adapter = state.adapter, None
+                await self._unload_adapter(adapter)
             state.status = Status.UNLOADED
             if self.ledger.get(claim.key) is claim:
                 self.ledger.drop(claim.key)

@@ -43,9 +43,7 @@ class Unloading:
         the device memory is back."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.transition, state.status = future, Status.UNLOADING
-        if state.timer is not None:
-            state.timer.cancel()
-            state.timer = None
+        state.cancel_timer()
         claim = self.ledger.get(state.key)
         if claim is not None:
             claim.reclaiming = True
@@ -56,8 +54,9 @@ class Unloading:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _drop_parked(self, adapter: ModelAdapter) -> None:
-        """A parked model leaves host memory for disk (the last tier)."""
+    async def _unload_adapter(self, adapter: ModelAdapter) -> None:
+        """Drop an adapter that no ledger claim counts any more (a parked model leaving host
+        memory for disk, a model measured too big) on the loader thread."""
         await asyncio.get_running_loop().run_in_executor(
             self._loader, unload_verified, [adapter], 0, self.probe
         )
@@ -88,7 +87,7 @@ class Unloading:
                     self._loader, self.host.park, state.name, holder[0], expected, self.probe
                 )
                 for dropped in pushed:  # pushed out of the host tier: to disk
-                    await self._drop_parked(dropped)
+                    await self._unload_adapter(dropped)
                 if parked:
                     holder.clear()
                     return self._record_park(state, kind, reason, expected, started)
