@@ -348,3 +348,29 @@ def test_asking_for_no_recent_events_gives_none() -> None:
         log.record(Event("load", name, "first use"))
     assert log.recent(1)[0].model == "b"
     assert log.recent(0) == []
+
+
+async def test_a_model_is_located_and_estimated_once_not_on_every_dispatch(
+    tmp_path: Path,
+) -> None:
+    """Admission runs on every change of state; reading weight files there would put disk
+    I/O on the hot path. The estimate is taken once, when a request for the model arrives."""
+    manager = make_manager(tmp_path, 3, {"a": model(2), "b": model(2)}, timeout=5)
+    looked_up: list[str] = []
+    estimate = manager.estimate_bytes
+
+    def counting(spec: ModelSpec, family: str, source: str) -> int:
+        looked_up.append(spec.name)
+        return estimate(spec, family, source)
+
+    manager.estimate_bytes = counting  # type: ignore[method-assign]
+    async with manager.use("a"):
+        waiting = asyncio.create_task(lease_once(manager, "b"))  # waits for a's lease
+        await until(lambda: manager.scheduler.pending == 1, "b queued")
+        for _ in range(20):  # leases of "a" coming and going: a dispatch pass each
+            await lease_once(manager, "a")
+        assert looked_up == ["a", "b"]
+    await waiting
+    await lease_once(manager, "b")  # loaded: nothing to look up
+    assert looked_up == ["a", "b"]
+    await manager.close()

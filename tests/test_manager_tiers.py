@@ -65,7 +65,8 @@ async def test_an_evicted_model_parks_and_wakes_by_a_copy(tmp_path: Path) -> Non
     await lease(manager, "b")  # evicts "a": to host memory, not to disk
     assert manager.model_info("a")["tier"] == "host"
     assert "model:a" not in manager.ledger and manager.host.used_bytes == 2 * MB
-    await lease(manager, "a")  # "a" wakes (b parks)
+    woken = await manager.load("a")  # "a" wakes (b parks)
+    assert (woken["status"], woken["tier_from"]) == ("loaded", "host")
     info = manager.model_info("a")
     assert (info["tier"], info["load_count"], info["wake_count"]) == ("device", 1, 1)
     assert SizedModel.loads == ["a", "b"]  # no second load from disk

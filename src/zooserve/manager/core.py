@@ -152,7 +152,7 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
         states = [self.state(name) for name in names]
         for attempt in range(REMEASURE_RETRIES + 1):
             for state in states:
-                self.prepare(state)
+                await self.prepare(state)
             ticket = Ticket(", ".join(names), models=tuple(names), arrived=self.clock())
             await self.scheduler.admit(
                 ticket, self.config.admission_timeout_s, request_context.client_gone.get()
@@ -166,15 +166,12 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
                 if any(s.status is not Status.LOADED for s in states):
                     raise AssertionError(f"admitted plan {names} is not loaded")
                 return states
-            except Remeasured:
+            except BaseException as exc:
                 for state in states:
                     self._end_lease(state)
-                if attempt == REMEASURE_RETRIES:
+                # Measured above its admission: queue again, admitted by the measured size.
+                if not isinstance(exc, Remeasured) or attempt == REMEASURE_RETRIES:
                     raise
-            except BaseException:
-                for state in states:
-                    self._end_lease(state)
-                raise
         raise AssertionError("unreachable")
 
     def _lease(self, state: ModelState) -> None:
@@ -227,7 +224,7 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
     ) -> dict[str, Any]:
         """Load without keeping a lease (the /models/load endpoint). Idempotent."""
         state = self.state(name)
-        loads = state.load_count
+        loads, wakes = state.load_count, state.wake_count
         token = request_context.keep_alive.set(keep_alive) if keep_alive is not None else None
         try:
             async with self.use(name):
@@ -235,12 +232,14 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
         finally:
             if token is not None:
                 request_context.keep_alive.reset(token)
-        if state.load_count == loads:
+        if (state.load_count, state.wake_count) == (loads, wakes):
             return {"model_id": name, "status": "already_loaded", "bytes": state.measured_bytes}
+        woken = state.wake_count != wakes
         return {
             "model_id": name,
             "status": "loaded",
-            "seconds": state.last_load_seconds,
+            "tier_from": "host" if woken else "disk",
+            "seconds": state.last_wake_seconds if woken else state.last_load_seconds,
             "bytes": state.measured_bytes,
             "peak_bytes": state.measured_peak_bytes,
         }

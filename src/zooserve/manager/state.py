@@ -28,6 +28,7 @@ class ModelState:
     #: Leases: requests using it, or admitted and waiting for its load. Never evicted while > 0.
     refcount: int = 0
     source: str | None = None  # where its weights are (checked before each admission)
+    estimate: int | None = None  # its size before measuring (see Transitions.prepare)
     footprint: LoadFootprint | None = None
     measured_bytes: int | None = None  # kept across unloads: the next admission uses them
     measured_peak_bytes: int | None = None

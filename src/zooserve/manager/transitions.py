@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from zooserve import catalog, sources
+from zooserve import sources
+from zooserve.catalog import ModelSpec
 from zooserve.errors import ModelLoadFailed, ModelUnavailable, ServiceBusy, ZooError
 from zooserve.events import Event
 from zooserve.families import adapter_class
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zooserve.manager")
 OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
 #: Builds an (unloaded) adapter for a spec, its weight source and the device.
-AdapterFactory = Callable[[catalog.ModelSpec, str, str], ModelAdapter]
+AdapterFactory = Callable[[ModelSpec, str, str], ModelAdapter]
 
 
 class Remeasured(ServiceBusy):
@@ -80,10 +81,19 @@ class Transitions:
         def _arm_keep_alive(self, state: ModelState) -> None: ...
         async def _unload_adapter(self, adapter: ModelAdapter) -> None: ...
 
-    def prepare(self, state: ModelState) -> None:
+    async def prepare(self, state: ModelState) -> None:
         """Check a model can be loaded here at all (before it queues): enabled, weights on
-        this machine, a known family. Raises the caller-facing error."""
-        spec = state.spec
+        this machine, a known family; and estimate its size once, so admission (run on every
+        change of state) reads no files. Off the event loop: locating and estimating read the
+        disk (a config-only estimate builds the model on the meta device). Raises the
+        caller-facing error. A loaded model was prepared already."""
+        if state.status is Status.LOADED and state.estimate is not None:
+            return
+        source, family, estimate = await asyncio.to_thread(self._look_up, state.spec)
+        state.spec.family, state.source, state.estimate = family, source, estimate
+
+    def _look_up(self, spec: ModelSpec) -> tuple[str, str, int]:
+        """(weights source, family, estimated bytes) of `spec`, or the error to answer."""
         if not spec.enabled:
             raise ModelUnavailable(f"model {spec.name!r} is disabled in the config")
         source = sources.locate(self.config, spec)
@@ -99,27 +109,24 @@ class Transitions:
                 f"cannot tell the family of {spec.name!r}: set models.{spec.name}.family",
                 {"source": Path(source).name},
             )
-        spec.family, state.source = family, source
+        return source, family, self.estimate_bytes(spec, family, source)
 
-    def estimate_bytes(self, state: ModelState, source: str | None = None) -> int:
+    def estimate_bytes(self, spec: ModelSpec, family: str, source: str) -> int:
         """The config's vram_mb, else the family's estimate from the weights or the model's
         config, else UNKNOWN_SIZE_BYTES (never 0: a model is never admitted for free)."""
-        if state.spec.vram_mb is not None:
-            return int(state.spec.vram_mb * MB)
-        source = source or state.source
-        if source and state.spec.family:
-            with contextlib.suppress(ZooError, ImportError):
-                estimate = adapter_class(state.spec.family).estimate_bytes(source, self.device)
-                if estimate is not None:
-                    return estimate
+        if spec.vram_mb is not None:
+            return int(spec.vram_mb * MB)
+        with contextlib.suppress(ZooError, ImportError):
+            estimate = adapter_class(family).estimate_bytes(source, self.device)
+            if estimate is not None:
+                return estimate
         return UNKNOWN_SIZE_BYTES
 
     def admission_bytes(self, state: ModelState) -> int:
-        """What a load is admitted by: the largest of the estimate, the measured size and
-        the measured peak (weights + warm-up activations)."""
-        return admission_bytes(
-            self.estimate_bytes(state), state.measured_bytes, state.measured_peak_bytes
-        )
+        """What a load is admitted by: the largest of the estimate (from `prepare`), the
+        measured size and the measured peak (weights + warm-up activations)."""
+        estimate = UNKNOWN_SIZE_BYTES if state.estimate is None else state.estimate
+        return admission_bytes(estimate, state.measured_bytes, state.measured_peak_bytes)
 
     # --- loading -----------------------------------------------------------------------------
 
