@@ -16,7 +16,7 @@ import yaml
 
 from zooserve.api.server import BackgroundServer, free_port
 from zooserve.catalog import load_config
-from zooserve.engines.health import redact_argv, redact_text
+from zooserve.redaction import redact_argv, redact_text
 
 KEY = "health-key-0123456789"
 SECRETS = {
@@ -183,3 +183,32 @@ def test_redact_argv_hides_the_value_after_a_secret_flag_and_known_secrets() -> 
 def test_a_wrong_key_of_any_bytes_is_a_401_never_a_500(secured: str, key: bytes) -> None:
     response = httpx.get(secured + "/models/info", headers={"X-API-Key": key})  # type: ignore[dict-item]
     assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/augment", {"persona_name": "guard"}),
+        ("/api/summarize", {"video_path": "walk.mp4", "persona_context": "a guard"}),
+    ],
+)
+def test_a_503_from_engines_with_secrets_shows_none(
+    secured: str, path: str, body: dict[str, str]
+) -> None:
+    response = httpx.post(secured + path, json=body, headers={"X-API-Key": KEY}, timeout=60)
+    assert response.status_code == 503, response.text
+    reasons = {f["engine"]: f["reason"] for f in response.json()["error"]["details"]["failures"]}
+    assert set(reasons) == {"launched", "remote"}
+    assert "http://***@127.0.0.1:" in reasons["remote"]  # the URL, its password hidden
+    assert_no_secret(response.text)
+
+
+def test_an_error_that_echoes_a_known_secret_hides_it(secured: str) -> None:
+    """Any path, not only an engine's: the envelope hides every registered secret."""
+    headers = {"X-API-Key": KEY}
+    response = httpx.post(
+        secured + "/models/load", json={"model_id": SECRETS["bearer"]}, headers=headers
+    )
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+    assert "'***'" in response.json()["error"]["message"]
+    assert_no_secret(response.text)

@@ -93,3 +93,17 @@ def test_model_selection() -> None:
         pool.select_model("ontology_augmentation", "nope")
     with pytest.raises(InvalidInput, match="not configured"):
         pool.select_model("video_summarization", None)
+
+
+def test_a_declared_task_no_engine_serves_is_a_503_not_the_callers_error() -> None:
+    """The operator declared the task but wired no engine for it: a server-side condition."""
+    config = Config(
+        device="cpu",
+        models={"m": {"model_id": "/none"}},  # type: ignore[dict-item]
+        tasks={"video_summarization": {"selected": "m", "options": ["m"]}},  # type: ignore[dict-item]
+    )
+    pool = EnginePool(config, ModelManager(config))
+    with pytest.raises(NoEngineAvailable, match="no engine is configured") as caught:
+        pool.select_model("video_summarization", None)
+    assert caught.value.status == 503 and caught.value.retry_after
+    assert caught.value.details == {"task": "video_summarization", "options": ["m"], "failures": []}

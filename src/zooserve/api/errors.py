@@ -1,4 +1,7 @@
-"""One error envelope for every failure: `{"error": {"code", "message", "details"}}`."""
+"""One error envelope for every failure: `{"error": {"code", "message", "details"}}`.
+
+Every envelope passes through `error_response`, which hides the process's known secrets
+(zooserve.redaction): a message may quote an engine's error body, which may quote its key."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zooserve.api.schemas import ErrorResponse
 from zooserve.errors import ZooError
+from zooserve.redaction import hide_secrets
 
 log = logging.getLogger("zooserve.api")
 #: A body can fail in many places at once; the caller gets the first few, each bounded.
@@ -25,7 +29,7 @@ def error_response(
 ) -> JSONResponse:
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(hide_secrets(body), status_code=status, headers=headers)
 
 
 def clip_text(text: str, limit: int) -> str:

@@ -28,6 +28,7 @@ from zooserve.engines.types import (
     Image,
     parse_output,
 )
+from zooserve.redaction import clip_upstream, engine_secrets, redact_text, register_secrets
 
 #: Statuses that mean "this request is wrong for any engine" rather than "this engine is unwell".
 REJECTED_STATUSES = frozenset({400, 413, 422})
@@ -40,6 +41,8 @@ class Engine(ABC):
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
         self.name = spec.name
+        self.secrets = engine_secrets(spec)
+        register_secrets(self.secrets)
 
     @abstractmethod
     async def generate(self, request: GenerationRequest) -> Generation: ...
@@ -54,6 +57,8 @@ class Engine(ABC):
     def fail(
         self, reason: str, *, retryable: bool = True, status: int | None = None
     ) -> EngineError:
+        """A failure whose reason hides every secret: reasons quote upstream text and URLs."""
+        reason = redact_text(reason, self.secrets)
         return EngineError(EngineFailure(self.name, reason, retryable, status))
 
 
@@ -156,7 +161,7 @@ class OpenAIEngine(Engine):
                 status=status,
             ) from exc
         except openai.OpenAIError as exc:  # malformed responses and the like
-            raise self.fail(f"{type(exc).__name__}: {exc}") from exc
+            raise self.fail(f"{type(exc).__name__}: {clip_upstream(str(exc))}") from exc
         if not response.choices:
             raise self.fail("the response has no choices")
         choice = response.choices[0]
@@ -210,11 +215,11 @@ def _usage(usage: Any) -> dict[str, int]:
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
+    """The engine's own words for an error status, secret-shaped values hidden and bounded."""
     body = exc.body
+    detail: Any = None
     if isinstance(body, dict):
         detail = body.get("error", body.get("detail", body.get("message")))
         if isinstance(detail, dict):
             detail = detail.get("message", detail)
-        if detail:
-            return str(detail)[:300]
-    return str(exc.message)[:300]
+    return clip_upstream(str(detail or exc.message))

@@ -29,10 +29,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from zooserve.engines.config import EngineSpec
-from zooserve.engines.health import engine_secrets, redact_argv, redact_text, secret_values
 from zooserve.engines.types import EngineError, EngineFailure
 from zooserve.manager import ModelManager, Reclaim
 from zooserve.memory import MB
+from zooserve.redaction import (
+    engine_secrets,
+    redact_argv,
+    redact_text,
+    register_secrets,
+    secret_values,
+)
 
 log = logging.getLogger("zooserve.engines.launch")
 QUANTIZATION_ARGS = {
@@ -98,6 +104,7 @@ class ManagedEngine:
         self.key = f"engine:{spec.name}"
         #: What its argv, env and errors must never show (the process may echo its argv).
         self.secrets = engine_secrets(spec) | secret_values(argv, env)
+        register_secrets(self.secrets)
         self.state = "stopped"  # stopped | starting | awake | asleep | failed
         self.process: subprocess.Popen[bytes] | None = None
         self.output: deque[str] = deque(maxlen=60)

@@ -141,7 +141,8 @@ class EnginePool:
 
     def select_model(self, task: str, requested: str | None) -> str:
         """The request's model, else the task's `selected` one, else the first option with a
-        usable engine. A requested model never falls back: its absence is the caller's error."""
+        usable engine. A requested model never falls back: its absence is the caller's error.
+        A declared task that no engine serves is the server's: 503, like an engine down."""
         if requested is not None:
             self.manager.state(requested)  # ModelNotFound listing every model
             if not self.serves(requested):
@@ -155,9 +156,11 @@ class EnginePool:
             raise InvalidInput(f"task {task!r} is not configured; pass a model explicitly")
         served = [option for option in spec.options if self.serves(option)]
         if not served:
-            raise InvalidInput(
-                f"no option of task {task!r} is served by an engine; list one under engines:",
-                {"options": list(spec.options)},
+            raise NoEngineAvailable(
+                f"no engine is configured for task {task!r}: no engine lists any of its models "
+                "(the server's engines: config)",
+                {"task": task, "options": list(spec.options), "failures": []},
+                retry_after=30,
             )
         preferred = [spec.selected] if spec.selected in served else []
         for option in preferred + served:
