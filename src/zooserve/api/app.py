@@ -35,6 +35,7 @@ from zooserve.jobs import JobRunner, JobStore
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
 from zooserve.pipelines.track_sessions import TrackingSessions
+from zooserve.redaction import register_secrets
 
 log = logging.getLogger("zooserve")
 
@@ -161,6 +162,7 @@ def create_app(
             await active.close()
 
     key = api_key if api_key is not None else os.environ.get("ZOOSERVE_API_KEY") or None
+    register_secrets([key] if key else [])  # never shown in an error, a job or a log line
     app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
     app.state.metrics = metrics
     app.state.api_key = key  # /health decides what a caller without it may see
