@@ -115,11 +115,11 @@ async def test_batched_detections_equal_each_request_alone(
         async with manager.use("det") as adapter:
             detect: Any = adapter.detect  # type: ignore[attr-defined]
             alone = [await manager.infer(detect, [f], prompts, 0.0) for f in frames]
-            before = manager.batcher.batches
+            before = manager.lanes.batcher.batches
             together = await asyncio.gather(
                 *(manager.infer_batched(detect, [f], prompts, 0.0) for f in frames)
             )
-            assert manager.batcher.batches - before < len(frames)  # some were batched
+            assert manager.lanes.batcher.batches - before < len(frames)  # some were batched
         for (one,), (batched,) in zip(alone, together, strict=True):
             assert len(one) == len(batched) > 0
             np.testing.assert_allclose(batched.xyxy, one.xyxy, rtol=1e-4, atol=1e-3)
@@ -159,8 +159,8 @@ async def test_each_loaded_model_gets_its_own_lane_that_ends_with_it(
         assert threads[0].startswith("zooserve-infer-a") and threads[1].startswith(
             "zooserve-infer-b"
         )
-        assert manager._inference.lanes["a"].workers == 2
+        assert manager.lanes.pool.lanes["a"].workers == 2
         await manager.unload("a")
-        assert "a" not in manager._inference.lanes and "b" in manager._inference.lanes
+        assert "a" not in manager.lanes.pool.lanes and "b" in manager.lanes.pool.lanes
     finally:
         await manager.close()

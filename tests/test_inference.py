@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_manager import SizedModel, make_manager, model
+from tests.manager.sized import SizedModel, make_manager, model
 from tests.waiting import until
 from zooserve.errors import InferenceFailed, InvalidInput
 from zooserve.inference import InferencePool
@@ -48,7 +48,7 @@ async def test_a_crash_is_a_503_naming_the_error_and_domain_errors_pass() -> Non
 
 async def test_a_stuck_model_stays_leased_until_its_thread_ends(tmp_path: Path) -> None:
     manager = make_manager(tmp_path, 10, {"a": model(1)})
-    manager._inference.timeout_s = 0.2
+    manager.lanes.pool.timeout_s = 0.2
     release = threading.Event()
 
     def stuck(batch: object) -> object:

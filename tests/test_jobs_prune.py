@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_manager_review import until
+from tests.waiting import until
 from zooserve.jobs import Job, JobNotFound, JobRunner, JobStore, Progress, expired
 
 

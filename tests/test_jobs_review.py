@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.test_manager_review import until
+from tests.waiting import until
 from zooserve.jobs import Job, JobRunner, JobStore, Progress, QueueFull
 
 

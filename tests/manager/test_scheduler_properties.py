@@ -34,8 +34,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.test_manager import Clock, SizedModel, make_manager, model
-from tests.test_manager_review import lease_once, until
+from tests.manager.sized import Clock, SizedModel, lease_once, make_manager, model
+from tests.waiting import until
 from zooserve.catalog import ModelSpec
 from zooserve.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, QueueFull, ServiceBusy
 from zooserve.manager import Claim, Ledger, ModelManager, Reclaim, Status
@@ -344,8 +344,8 @@ def describe(manager: ModelManager) -> str:
 
 async def quiesce(manager: ModelManager) -> None:
     """Wait for the loads, unloads and sleeps that outlive their callers to end."""
-    while manager._tasks:
-        await asyncio.gather(*list(manager._tasks), return_exceptions=True)
+    while manager.background.tasks:
+        await manager.background.settle()
     await ticks(5)
 
 
@@ -358,16 +358,21 @@ def settled_bytes(live: LiveTensors, expected: int) -> None:
 
 async def run_program(program: Program, weights: Path) -> None:
     clock = Clock()
+    watch = Watch(0)
+
+    def watched(budget: int) -> Ledger:
+        watch.budget = budget
+        return WatchedLedger(budget, watch)
+
     manager = make_manager(
         weights,
         program.budget_mb,
         {name: dict(spec) for name, spec in program.models.items()},
         clock=clock,
         timeout=ADMISSION_TIMEOUT_S,
+        new_ledger=watched,
     )
     budget = manager.budget_bytes
-    watch = Watch(budget)
-    manager.ledger = WatchedLedger(budget, watch)
     manager.scheduler.max_pending = program.max_pending
     manager.scheduler.max_wait_s = program.max_wait_s
     live = LiveTensors(budget)
@@ -377,7 +382,7 @@ async def run_program(program: Program, weights: Path) -> None:
         adapter.live = live
         return adapter
 
-    manager.adapter_factory = build
+    manager.loader.adapter_factory = build
     loop_errors: list[str] = []
     asyncio.get_running_loop().set_exception_handler(
         lambda _, context: loop_errors.append(str(context.get("exception", context["message"])))
@@ -493,7 +498,7 @@ async def test_a_load_does_not_start_while_a_model_measured_too_big_is_still_res
         adapter.live = live
         return adapter
 
-    manager.adapter_factory = build
+    manager.loader.adapter_factory = build
     SizedModel.gate = threading.Event()  # holds big's load on the loader thread
     try:
         first = asyncio.create_task(lease_once(manager, "big"))

@@ -1,4 +1,4 @@
-"""ModelManager: the one owner of loaded models.
+"""ModelManager: the one owner of loaded models, a face over the parts that do the work.
 
 Lazy loads on first use through the scheduler (whole plans from a bounded queue, admission by
 bytes against the budget, see scheduler.py), single-flight per model, one load at a time on
@@ -12,29 +12,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import psutil
-
 from zooserve import request_context
-from zooserve.batching import Batcher
 from zooserve.catalog import Config, ModelSpec
-from zooserve.errors import ConfigError, ModelInUse, ModelNotFound
-from zooserve.events import Event, EventLog
+from zooserve.errors import ConfigError
+from zooserve.events import EventLog
 from zooserve.families import adapter_class
 from zooserve.families.base import ModelAdapter
 from zooserve.inference import InferencePool
-from zooserve.manager.admission import Admission
-from zooserve.manager.claims import Ledger, Reclaim
-from zooserve.manager.reporting import Reporting
-from zooserve.manager.running import Running
+from zooserve.manager.admission import LedgerAdmission
+from zooserve.manager.background import Background
+from zooserve.manager.claims import Claim, Ledger, Reclaim
+from zooserve.manager.lanes import Lanes
+from zooserve.manager.leases import Leases
+from zooserve.manager.loader import AdapterFactory, Loader, Remeasured
+from zooserve.manager.lookup import prepare
+from zooserve.manager.reporting import Reports
+from zooserve.manager.reservations import Reservations
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
-from zooserve.manager.tiers import HostTier, Mover, move_modules
-from zooserve.manager.transitions import AdapterFactory, Remeasured, Transitions
-from zooserve.manager.unloading import Unloading
+from zooserve.manager.tiers import HostTier, Mover, host_budget_bytes, move_modules
+from zooserve.manager.unloading import Unloader
 from zooserve.memory import MB, MemoryProbe, probe_for
 from zooserve.runtimes.torch_runtime import resolve_device
 
@@ -49,8 +49,12 @@ def default_adapter_factory(spec: ModelSpec, source: str, device: str) -> ModelA
     return adapter_class(spec.family)(spec, source, device)
 
 
-class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
-    """Owns every loaded model. Use `async with manager.use(name) as adapter:`."""
+class ModelManager:
+    """Owns every loaded model. Use `async with manager.use(name) as adapter:`.
+
+    A face over its parts: the claims `ledger`, the `scheduler` (queue) and its `admission`
+    (plans against the ledger), the `leases` (refcounts, keep-alive), the `loader` and
+    `unloader` (transitions, host tier) and the inference `lanes`; `reports` for the API."""
 
     def __init__(
         self,
@@ -61,27 +65,59 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
         clock: Callable[[], float] = time.monotonic,
         inference_workers: int = 1,
         host_mover: Mover = move_modules,
+        new_ledger: Callable[[int], Ledger] = Ledger,
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         self.probe = probe or probe_for(self.device)
-        self.adapter_factory = adapter_factory
         self.clock = clock  # keep-alive time (injectable); waits use real time
         self.events = EventLog()
         self.budget_bytes = self._budget_bytes()
-        self.ledger = Ledger(self.budget_bytes)
-        self.scheduler = Scheduler(self, config.max_pending, config.max_wait_s)
+        self.ledger = new_ledger(self.budget_bytes)
         self.states = {
             name: ModelState(spec, config.keep_alive_for(spec))
             for name, spec in config.models.items()
         }
-        self._init_public_names()
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="zooserve-loader")
-        self._load_slot = asyncio.Lock()  # a load holds it until settled (never admission)
-        self._inference = InferencePool(inference_workers, config.inference_timeout_s)
-        self._tasks: set[asyncio.Task[Any]] = set()  # strong refs to (un)loads and sleeps
-        self.batcher = Batcher()
-        self.host = HostTier(self._host_budget_bytes(), self.device, host_mover)
+        self.host_tier = HostTier(host_budget_bytes(config, self.device), self.device, host_mover)
+        self.scheduler = Scheduler(self.ledger, config.max_pending, config.max_wait_s)
+        self.reports = Reports(
+            config, self.states, self.ledger, self.scheduler, self.host_tier, clock
+        )
+        self.background = Background()
+        pool = InferencePool(inference_workers, config.inference_timeout_s)
+        self.unloader = Unloader(
+            self.probe,
+            self.ledger,
+            self.events,
+            self.host_tier,
+            pool,
+            self.background,
+            self.scheduler.dispatch,
+        )
+        self.leases = Leases(config, self.ledger, self.unloader, self.scheduler, clock)
+        self.lanes = Lanes(pool, self.states, self.leases, self.events)
+        self.loader = Loader(
+            config,
+            self.device,
+            probe=self.probe,
+            ledger=self.ledger,
+            events=self.events,
+            states=self.states,
+            background=self.background,
+            unloader=self.unloader,
+            leases=self.leases,
+            lanes=pool,
+            scheduler=self.scheduler,
+            adapter_factory=adapter_factory,
+            clock=clock,
+            public_text=self.reports.public_text,
+        )
+        self.reserved = Reservations(
+            config, self.ledger, self.scheduler, self.events, self.state, clock
+        )
+        self.scheduler.admission = LedgerAdmission(
+            config, self.ledger, self.states, self.loader, self.leases, clock
+        )
 
     def _budget_bytes(self) -> int:
         setting = self.config.memory_budget_mb
@@ -89,16 +125,6 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
             share = 0.9 if self.device.startswith("cuda") else 0.5
             return int(self.probe.total_bytes() * share)
         return int(float(setting) * MB)
-
-    def _host_budget_bytes(self) -> int:
-        """Pinned host memory for parked models: on CUDA "auto" is a quarter of the RAM (at
-        most 32 GiB); on the CPU parking saves nothing (the weights are in RAM already)."""
-        setting = self.config.host_memory_budget_mb
-        if setting != "auto":
-            return int(float(setting) * MB)
-        if not self.device.startswith("cuda"):
-            return 0
-        return int(min(psutil.virtual_memory().total / 4, 32 * 1024 * MB))
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -111,19 +137,13 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
     async def close(self) -> None:
         for state in self.states.values():
             state.cancel_timer()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.settle()
         for state in self.states.values():
             if state.status is Status.LOADED and state.refcount == 0:
-                await self._start_unload(state, "unload", "service shutdown")
-        for name in self.host.names():
-            parked = self.host.take(name)
-            if parked is not None:
-                await self._unload_adapter(parked)
-        self._loader.shutdown(wait=True)
-        self._inference.shutdown(wait=True)
-
-    def _dispatch(self) -> None:
-        self.scheduler.dispatch()
+                await self.unloader.start(state, "unload", "service shutdown")
+        await self.unloader.drop_parked()
+        self.background.shutdown()
+        self.lanes.pool.shutdown(wait=True)
 
     # --- leases ------------------------------------------------------------------------------
 
@@ -146,13 +166,13 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
             yield adapters
         finally:
             for state in states:
-                self._end_lease(state)
+                self.leases.end(state)
 
     async def _acquire(self, names: list[str]) -> list[ModelState]:
         states = [self.state(name) for name in names]
         for attempt in range(REMEASURE_RETRIES + 1):
             for state in states:
-                await self.prepare(state)
+                await prepare(self.config, self.device, state)
             ticket = Ticket(", ".join(names), models=tuple(names), arrived=self.clock())
             await self.scheduler.admit(
                 ticket, self.config.admission_timeout_s, request_context.client_gone.get()
@@ -168,56 +188,22 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
                 return states
             except BaseException as exc:
                 for state in states:
-                    self._end_lease(state)
+                    self.leases.end(state)
                 # Measured above its admission: queue again, admitted by the measured size.
                 if not isinstance(exc, Remeasured) or attempt == REMEASURE_RETRIES:
                     raise
         raise AssertionError("unreachable")
 
-    def _lease(self, state: ModelState) -> None:
-        state.refcount += 1
-        state.last_used = self.clock()
-        state.cancel_timer()
-
-    def _end_lease(self, state: ModelState) -> None:
-        state.refcount -= 1
-        state.last_used = self.clock()
-        if state.refcount == 0:
-            requested = request_context.keep_alive.get()
-            state.keep_alive = (
-                requested if requested is not None else self.config.keep_alive_for(state.spec)
-            )
-            claim = self.ledger.get(state.key)
-            if claim is not None:
-                claim.reclaim = Reclaim.NEVER if state.pinned else Reclaim.EVICT
-            self._arm_keep_alive(state)
-        self._dispatch()
-
-    def _arm_keep_alive(self, state: ModelState) -> None:
-        """One timer per idle model: it unloads the model when its keep-alive runs out."""
-        state.cancel_timer()
-        if not state.idle or state.pinned:
-            return
-        if state.keep_alive == 0:
-            self._start_unload(state, "unload", "keep_alive 0: unload after the request")
-            return
-        loop = asyncio.get_running_loop()
-        state.timer = loop.call_later(state.keep_alive, self._expire, state)
-
-    def _expire(self, state: ModelState) -> None:
-        state.timer = None
-        if state.idle and not state.pinned and self._expired(state):
-            self._start_unload(state, "unload", "keep_alive expired", park=True)
+    def wanted_models(self) -> set[str]:
+        """Models held by a lease or wanted by a queued plan: what this manager must keep or
+        is about to load (a replica tells its router these)."""
+        leased = {name for name, state in self.states.items() if state.refcount > 0}
+        return leased | self.scheduler.queued_models()
 
     # --- the API's verbs ---------------------------------------------------------------------
 
     def state(self, name: str) -> ModelState:
-        state = self.states.get(name)
-        if state is None:
-            raise ModelNotFound(
-                f"unknown model {name!r}", {"available_models": sorted(self.states)}
-            )
-        return state
+        return self.reports.state(name)
 
     async def load(
         self, name: str, reason: str = "requested", keep_alive: float | None = None
@@ -246,35 +232,65 @@ class ModelManager(Admission, Transitions, Unloading, Running, Reporting):
 
     async def unload(self, name: str, reason: str = "requested") -> dict[str, Any]:
         """Unload now. A model in use is refused (409) rather than pulled from under a request."""
-        state = self.state(name)
-        if state.transition is not None:
-            await asyncio.shield(state.transition)
-        if state.status is not Status.LOADED:
-            parked = self.host.take(name)
-            if parked is None:
-                return {"model_id": name, "status": "not_loaded"}
-            await self._unload_adapter(parked)
-            self.events.record(Event("unload", name, f"{reason} (from host memory)"))
-            return {"model_id": name, "status": "unloaded", "tier": "host"}
-        if state.refcount > 0:
-            raise ModelInUse(
-                f"model {name!r} is in use by {state.refcount} request(s); retry when they finish",
-                {"refcount": state.refcount},
-                retry_after=1,
-            )
-        event = await self._start_unload(state, "unload", reason)
-        return {"model_id": name, "status": "unloaded", **event.details, "seconds": event.seconds}
+        return await self.unloader.unload(self.state(name), reason)
 
     async def reap_expired(self) -> list[str]:
-        """Unload idle models whose keep-alive ran out by `clock` now (the timers do this as
-        time passes; this is for an injected clock and for operators). Returns their names."""
-        reaped = []
-        for state in list(self.states.values()):
-            # While an earlier one unloaded, this one may have been leased, or used and let go.
-            if state.idle and not state.pinned and self._expired(state):
-                await self._start_unload(state, "unload", "keep_alive expired", park=True)
-                reaped.append(state.name)
-        return reaped
+        """Unload idle models whose keep-alive ran out by `clock` now. Returns their names."""
+        return await self.leases.reap_expired(list(self.states.values()))
 
-    def _expired(self, state: ModelState) -> bool:
-        return self.clock() - state.last_used >= state.keep_alive
+    # --- claims beyond models ----------------------------------------------------------------
+
+    @property
+    def reservations(self) -> dict[str, int]:
+        """Bytes claimed outside models (tracking sessions, engines), by key."""
+        return self.reserved.by_key()
+
+    def used_bytes(self) -> int:
+        return self.ledger.used_bytes()
+
+    async def reserve(
+        self,
+        key: str,
+        nbytes: int,
+        reason: str,
+        *,
+        reclaim: Reclaim = Reclaim.WAIT,
+        sleeper: Callable[[], Awaitable[object]] | None = None,
+        busy: Callable[[], bool] | None = None,
+        floor: int = 0,
+        holds: Sequence[str] = (),
+    ) -> None:
+        """Claim `nbytes` outside models under `key` (see Reservations.reserve)."""
+        claim = Claim(key, nbytes, reclaim, reason, busy or (lambda: False), sleeper, floor)
+        await self.reserved.reserve(claim, holds)
+
+    def release(self, key: str, reason: str = "released") -> None:
+        """Give back a claim outside models (no-op when absent)."""
+        self.reserved.release(key, reason)
+
+    # --- inference and reports (see lanes.py, reporting.py) ----------------------------------
+
+    async def infer(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the lane of the model it uses, within `inference_timeout_s`."""
+        return await self.lanes.infer(fn, *args)
+
+    async def infer_batched(
+        self, fn: Callable[..., list[T]], items: list[Any], *params: Any
+    ) -> list[T]:
+        """`fn(items, *params)` batched with concurrent calls to the same model."""
+        return await self.lanes.infer_batched(fn, items, *params)
+
+    def source(self, spec: ModelSpec) -> str | None:
+        return self.reports.source(spec)
+
+    def available(self, name: str) -> bool:
+        return self.reports.available(name)
+
+    def loaded_models(self) -> list[str]:
+        return self.reports.loaded_models()
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        return self.reports.model_info(name)
+
+    def scheduler_status(self) -> dict[str, Any]:
+        return self.reports.scheduler_status()

@@ -6,42 +6,28 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zooserve import sources
+from zooserve.catalog import Config, ModelSpec
+from zooserve.errors import ModelNotFound
 from zooserve.manager.claims import Ledger
 from zooserve.manager.scheduler import Scheduler
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier
 from zooserve.memory import MB
 
-if TYPE_CHECKING:
-    from zooserve.catalog import Config, ModelSpec
-
 #: An absolute path in free text (not a URL's): shown as `…/<last part>`.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)")
 
 
-class Reporting:
-    """Mixin of ModelManager: read-only views for the API."""
+class PublicText:
+    """Free text (errors, model ids) as callers may see it: this server's directories
+    replaced by the names callers know them by, other absolute paths cut to their last part."""
 
-    config: Config
-    states: dict[str, ModelState]
-    ledger: Ledger
-    scheduler: Scheduler
-    host: HostTier
-    clock: Callable[[], float]
-    _public_names: list[tuple[str, str]]
-
-    if TYPE_CHECKING:
-
-        def state(self, name: str) -> ModelState: ...
-        def admission_bytes(self, state: ModelState) -> int: ...
-
-    def _init_public_names(self) -> None:
-        """Server directories as written and as resolved -> the names callers know them by."""
-        config = self.config
-        self._public_names = [
+    def __init__(self, config: Config) -> None:
+        # Server directories, as written and as resolved.
+        self._names = [
             (str(form), name)
             for path, name in (
                 (config.resolve_path(config.model_zoo_path), "{MODEL_ZOO_PATH}"),
@@ -50,11 +36,39 @@ class Reporting:
             for form in (Path(path).resolve(), path)
         ]
 
-    def public_text(self, text: str) -> str:
-        """`text` with this server's directories replaced by the names callers know them by."""
-        for path, name in self._public_names:
+    def __call__(self, text: str) -> str:
+        for path, name in self._names:
             text = text.replace(path, name)
         return _ABSOLUTE_PATH.sub(r"…/\1", text)
+
+
+class Reports:
+    """Read-only views for the API: availability, per-model info, the ledger and the queue."""
+
+    def __init__(
+        self,
+        config: Config,
+        states: dict[str, ModelState],
+        ledger: Ledger,
+        scheduler: Scheduler,
+        host_tier: HostTier,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.states = states
+        self.ledger = ledger
+        self.scheduler = scheduler
+        self.host_tier = host_tier
+        self.clock = clock
+        self.public_text = PublicText(config)
+
+    def state(self, name: str) -> ModelState:
+        state = self.states.get(name)
+        if state is None:
+            raise ModelNotFound(
+                f"unknown model {name!r}", {"available_models": sorted(self.states)}
+            )
+        return state
 
     def source(self, spec: ModelSpec) -> str | None:
         return sources.locate(self.config, spec)
@@ -75,7 +89,7 @@ class Reporting:
         """Where its weights are: on the device, parked in host memory, or on disk."""
         if state.status in (Status.LOADED, Status.LOADING, Status.UNLOADING):
             return "device"
-        return "host" if self.host.holds(state.name) else "disk"
+        return "host" if self.host_tier.holds(state.name) else "disk"
 
     def loaded_models(self) -> list[str]:
         return [n for n, s in self.states.items() if s.status is Status.LOADED]
@@ -91,9 +105,9 @@ class Reporting:
             "peak_used_bytes": self.ledger.peak_used_bytes,
             "budget_bytes": self.ledger.budget_bytes,
             "host_tier": {
-                "used_bytes": self.host.used_bytes,
-                "budget_bytes": self.host.budget_bytes,
-                "models": self.host.names(),
+                "used_bytes": self.host_tier.used_bytes,
+                "budget_bytes": self.host_tier.budget_bytes,
+                "models": self.host_tier.names(),
             },
             "claims": [
                 {

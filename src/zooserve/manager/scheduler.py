@@ -45,10 +45,8 @@ class Ticket:
     holds: frozenset[str] = frozenset()
 
 
-class Host(Protocol):
-    """What the scheduler needs from the manager (the mechanism that owns models)."""
-
-    ledger: Ledger
+class Admission(Protocol):
+    """What the scheduler asks about plans, and how it grants them (see admission.py)."""
 
     def plan_need(self, ticket: Ticket) -> int | None: ...
     def candidates(self, exclude: set[str], since: float) -> list[Candidate]: ...
@@ -61,8 +59,14 @@ class Host(Protocol):
 
 
 class Scheduler:
-    def __init__(self, host: Host, max_pending: int, max_wait_s: float = 0.0) -> None:
-        self.host = host
+    """The queue of plans and the dispatch pass that admits them."""
+
+    #: Set by the owner before the first request: admission starts loads and reclaims, and
+    #: those report back here when they end, so one of the two is wired after the other.
+    admission: Admission
+
+    def __init__(self, ledger: Ledger, max_pending: int, max_wait_s: float = 0.0) -> None:
+        self.ledger = ledger
         self.max_pending = max_pending
         self.max_wait_s = max_wait_s
         self.queue: list[Ticket] = []
@@ -76,6 +80,10 @@ class Scheduler:
     @property
     def pending(self) -> int:
         return len(self.queue)
+
+    def queued_models(self) -> set[str]:
+        """The models the queued plans want."""
+        return {name for ticket in self.queue for name in ticket.models}
 
     async def admit(
         self,
@@ -106,7 +114,7 @@ class Scheduler:
                 if remaining <= 0 and self._on_its_way(ticket):
                     remaining = CLIENT_POLL_S  # room is being made for it: not a busy wait
                 elif remaining <= 0:
-                    raise self.host.busy_error(ticket, self.host.plan_need(ticket) or 0)
+                    raise self.admission.busy_error(ticket, self.admission.plan_need(ticket) or 0)
                 poll = min(remaining, CLIENT_POLL_S) if client_gone else remaining
                 await asyncio.wait([ticket.future], timeout=poll)
                 if not ticket.future.done() and client_gone is not None and await client_gone():
@@ -120,8 +128,8 @@ class Scheduler:
     def _fits_now(self, ticket: Ticket) -> bool:
         """Admissible without waiting or evicting (its models loaded, or room free): such a
         request never waits behind others, so a full queue does not refuse it."""
-        need = self.host.plan_need(ticket)
-        return need is not None and need <= self.host.ledger.free_bytes()
+        need = self.admission.plan_need(ticket)
+        return need is not None and need <= self.ledger.free_bytes()
 
     def _withdraw(self, ticket: Ticket) -> None:
         """A ticket whose caller is gone: out of the queue, or its grant given back."""
@@ -129,7 +137,7 @@ class Scheduler:
             self.queue.remove(ticket)
         if ticket.future.done():
             if not ticket.future.cancelled() and ticket.future.exception() is None:
-                self.host.ungrant(ticket)
+                self.admission.ungrant(ticket)
         else:
             ticket.future.cancel()
         self.dispatch()
@@ -149,37 +157,37 @@ class Scheduler:
             self._dispatching = False
 
     def _pass(self) -> None:
-        host, ledger = self.host, self.host.ledger
+        admission, ledger = self.admission, self.ledger
         earmarked = 0
         now = time.monotonic()
         for ticket in list(self.queue):
             if ticket.future.done():
                 self.queue.remove(ticket)
                 continue
-            need = host.plan_need(ticket)
+            need = admission.plan_need(ticket)
             if need is None:  # a model of the plan is unloading: wait for it
                 continue
             free = max(0, ledger.free_bytes() - earmarked)
             incoming = self._incoming(ticket)
             exclude = {model_key(name) for name in ticket.models} | {c.key for c in ticket.extras}
             overdue = ticket.urgent or now - ticket.enqueued_at >= self.max_wait_s
-            candidates = host.candidates(exclude, ticket.arrived)
-            decision = decide(need, free, incoming, candidates, host.ceiling(ticket), overdue)
+            candidates = admission.candidates(exclude, ticket.arrived)
+            decision = decide(need, free, incoming, candidates, admission.ceiling(ticket), overdue)
             if decision.verdict is Verdict.ADMIT:
                 self.queue.remove(ticket)
-                host.grant(ticket)
+                admission.grant(ticket)
                 ticket.future.set_result(None)
             elif decision.verdict is Verdict.REFUSE:
                 self.queue.remove(ticket)
-                ticket.future.set_exception(host.refusal(ticket, need))
+                ticket.future.set_exception(admission.refusal(ticket, need))
             elif decision.verdict is Verdict.RECLAIM:
                 for victim in decision.victims:
                     ticket.incoming.add(victim.key)
-                    host.start_reclaim(victim.key, ticket.label)
+                    admission.start_reclaim(victim.key, ticket.label)
                 earmarked += min(free, need)
             elif not incoming and not ticket.patient:
                 self.queue.remove(ticket)
-                ticket.future.set_exception(host.busy_error(ticket, need))
+                ticket.future.set_exception(admission.busy_error(ticket, need))
             elif incoming:  # room is on its way: what is free is kept for it
                 earmarked += min(free, need)
             elif decision.deferred:  # resident models' work goes first, up to max_wait_s
@@ -203,13 +211,13 @@ class Scheduler:
 
     def _on_its_way(self, ticket: Ticket) -> bool:
         """Claims are being reclaimed for it, or a model of its plan is unloading."""
-        return bool(self._incoming(ticket)) or self.host.plan_need(ticket) is None
+        return bool(self._incoming(ticket)) or self.admission.plan_need(ticket) is None
 
     def _incoming(self, ticket: Ticket) -> int:
         """Bytes still being reclaimed for `ticket`."""
         total = 0
         for key in list(ticket.incoming):
-            claim = self.host.ledger.get(key)
+            claim = self.ledger.get(key)
             if claim is None or not claim.reclaiming:
                 ticket.incoming.discard(key)
             else:

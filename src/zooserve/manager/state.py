@@ -7,9 +7,9 @@ import enum
 from dataclasses import dataclass
 
 from zooserve.catalog import ModelSpec
-from zooserve.families.base import ModelAdapter
+from zooserve.families.base import UNKNOWN_SIZE_BYTES, ModelAdapter
 from zooserve.manager.claims import model_key
-from zooserve.memory import LoadFootprint
+from zooserve.memory import LoadFootprint, admission_bytes
 
 
 class Status(enum.StrEnum):
@@ -28,7 +28,7 @@ class ModelState:
     #: Leases: requests using it, or admitted and waiting for its load. Never evicted while > 0.
     refcount: int = 0
     source: str | None = None  # where its weights are (checked before each admission)
-    estimate: int | None = None  # its size before measuring (see Transitions.prepare)
+    estimate: int | None = None  # its size before measuring (see lookup.prepare)
     footprint: LoadFootprint | None = None
     measured_bytes: int | None = None  # kept across unloads: the next admission uses them
     measured_peak_bytes: int | None = None
@@ -63,3 +63,10 @@ class ModelState:
     @property
     def idle(self) -> bool:
         return self.status is Status.LOADED and self.refcount == 0
+
+    @property
+    def admission_bytes(self) -> int:
+        """What a load is admitted by: the largest of the estimate (from `prepare`), the
+        measured size and the measured peak (weights + warm-up activations)."""
+        estimate = UNKNOWN_SIZE_BYTES if self.estimate is None else self.estimate
+        return admission_bytes(estimate, self.measured_bytes, self.measured_peak_bytes)

@@ -15,14 +15,27 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+import psutil
 import torch
 
+from zooserve.catalog import Config
 from zooserve.families.base import ModelAdapter
-from zooserve.memory import MemoryProbe
+from zooserve.memory import MB, MemoryProbe
 
 #: Moves modules between the device and the host; injectable so CPU-only tests can run the
 #: tier logic against an injected device.
 Mover = Callable[[Sequence[torch.nn.Module], str], None]
+
+
+def host_budget_bytes(config: Config, device: str) -> int:
+    """Pinned host memory for parked models: on CUDA "auto" is a quarter of the RAM (at most
+    32 GiB); on the CPU parking saves nothing (the weights are in RAM already)."""
+    setting = config.host_memory_budget_mb
+    if setting != "auto":
+        return int(float(setting) * MB)
+    if not device.startswith("cuda"):
+        return 0
+    return int(min(psutil.virtual_memory().total / 4, 32 * 1024 * MB))
 
 
 def move_modules(modules: Sequence[torch.nn.Module], device: str) -> None:

@@ -5,37 +5,42 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from zooserve.events import Event
+from zooserve.errors import ModelInUse
+from zooserve.events import Event, EventLog
 from zooserve.families.base import ModelAdapter
 from zooserve.inference import InferencePool
+from zooserve.manager.background import Background
 from zooserve.manager.claims import Ledger
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier
 from zooserve.memory import MemoryProbe, unload_verified
 
-if TYPE_CHECKING:
-    from zooserve.events import EventLog
 
+class Unloader:
+    """Takes models off the device: to the host tier when asked to park, else to disk."""
 
-class Unloading:
-    """Mixin of ModelManager: unloading and parking models."""
+    def __init__(
+        self,
+        probe: MemoryProbe,
+        ledger: Ledger,
+        events: EventLog,
+        host_tier: HostTier,
+        lanes: InferencePool,
+        background: Background,
+        changed: Callable[[], None],
+    ) -> None:
+        self.probe = probe
+        self.ledger = ledger
+        self.events = events
+        self.host_tier = host_tier
+        self.lanes = lanes
+        self.background = background
+        self.changed = changed  # a claim or a status changed: queued plans may get in
 
-    probe: MemoryProbe
-    ledger: Ledger
-    events: EventLog
-    host: HostTier
-    _loader: ThreadPoolExecutor
-    _inference: InferencePool
-    _tasks: set[asyncio.Task[Any]]
-
-    if TYPE_CHECKING:  # provided by the other parts of ModelManager
-
-        def _dispatch(self) -> None: ...
-
-    def _start_unload(
+    def start(
         self, state: ModelState, kind: str, reason: str, park: bool = False
     ) -> asyncio.Task[Event]:
         """Mark the model UNLOADING now and unload it on the loader thread (or, with `park`,
@@ -49,17 +54,46 @@ class Unloading:
             claim.reclaiming = True
         holder = [state.adapter] if state.adapter is not None else []
         state.adapter = None
-        task = asyncio.create_task(self._unload_now(state, future, holder, kind, reason, park))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self.background.spawn(self._unload(state, future, holder, kind, reason, park))
 
-    async def _unload_adapter(self, adapter: ModelAdapter) -> None:
+    async def unload(self, state: ModelState, reason: str) -> dict[str, Any]:
+        """Unload now (the /models/unload verb): a loaded model, else a parked one. A model
+        in use is refused (409) rather than pulled from under a request."""
+        if state.transition is not None:
+            await asyncio.shield(state.transition)
+        if state.status is not Status.LOADED:
+            parked = self.host_tier.take(state.name)
+            if parked is None:
+                return {"model_id": state.name, "status": "not_loaded"}
+            await self.drop(parked)
+            self.events.record(Event("unload", state.name, f"{reason} (from host memory)"))
+            return {"model_id": state.name, "status": "unloaded", "tier": "host"}
+        if state.refcount > 0:
+            raise ModelInUse(
+                f"model {state.name!r} is in use by {state.refcount} request(s); "
+                "retry when they finish",
+                {"refcount": state.refcount},
+                retry_after=1,
+            )
+        event = await self.start(state, "unload", reason)
+        return {
+            "model_id": state.name,
+            "status": "unloaded",
+            **event.details,
+            "seconds": event.seconds,
+        }
+
+    async def drop(self, adapter: ModelAdapter) -> None:
         """Drop an adapter that no ledger claim counts any more (a parked model leaving host
         memory for disk, a model measured too big) on the loader thread."""
-        await asyncio.get_running_loop().run_in_executor(
-            self._loader, unload_verified, [adapter], 0, self.probe
-        )
+        await self.background.on_thread(unload_verified, [adapter], 0, self.probe)
+
+    async def drop_parked(self) -> None:
+        """Every parked model to disk (shutdown)."""
+        for name in self.host_tier.names():
+            parked = self.host_tier.take(name)
+            if parked is not None:
+                await self.drop(parked)
 
     def _record_park(
         self, state: ModelState, kind: str, reason: str, nbytes: int, started: float
@@ -69,7 +103,7 @@ class Unloading:
             Event(kind, state.name, reason, time.perf_counter() - started, nbytes, details)
         )
 
-    async def _unload_now(
+    async def _unload(
         self,
         state: ModelState,
         future: asyncio.Future[None],
@@ -80,26 +114,23 @@ class Unloading:
     ) -> Event:
         started = time.perf_counter()
         expected = state.footprint.bytes if state.footprint else 0
-        loop = asyncio.get_running_loop()
         try:
-            if park and holder and self.host.can_park(holder[0], expected):
-                parked, pushed = await loop.run_in_executor(
-                    self._loader, self.host.park, state.name, holder[0], expected, self.probe
+            if park and holder and self.host_tier.can_park(holder[0], expected):
+                parked, pushed = await self.background.on_thread(
+                    self.host_tier.park, state.name, holder[0], expected, self.probe
                 )
                 for dropped in pushed:  # pushed out of the host tier: to disk
-                    await self._unload_adapter(dropped)
+                    await self.drop(dropped)
                 if parked:
                     holder.clear()
                     return self._record_park(state, kind, reason, expected, started)
-            outcome = await loop.run_in_executor(
-                self._loader, unload_verified, holder, expected, self.probe
-            )
+            outcome = await self.background.on_thread(unload_verified, holder, expected, self.probe)
         finally:
             state.status, state.footprint, state.transition = Status.UNLOADED, None, None
-            self._inference.close_lane(state.name)
+            self.lanes.close_lane(state.name)
             self.ledger.drop(state.key)
             future.set_result(None)
-            self._dispatch()
+            self.changed()
         details = {
             "recovered_bytes": outcome.recovered_bytes,
             "expected_bytes": expected,
@@ -107,15 +138,9 @@ class Unloading:
             "leaked_modules": outcome.leaked_modules,
             "verified": outcome.verified,
         }
+        seconds = time.perf_counter() - started
         event = self.events.record(
-            Event(
-                kind,
-                state.name,
-                reason,
-                time.perf_counter() - started,
-                outcome.recovered_bytes,
-                details,
-            )
+            Event(kind, state.name, reason, seconds, outcome.recovered_bytes, details)
         )
         if not outcome.verified:
             self.events.record(

@@ -2,8 +2,9 @@
 finishing while another waits for the load lock, an unload in flight when a request arrives,
 a caller cancelled mid-eviction) that once broke an invariant: one load per first use, no
 eviction under a waiting caller, honest `status`/`used_bytes`, never over budget. Same
-`SizedModel` family and injected clock as tests/test_manager.py; a threading gate holds a
-load or an unload on the loader thread so the interleaving is deterministic, not timed."""
+`SizedModel` family and injected clock as test_model_manager.py (tests/manager/sized.py); a
+threading gate holds a load or an unload on the loader thread so the interleaving is
+deterministic, not timed."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_manager import Clock, SizedModel, make_manager, model
+from tests.manager.sized import Clock, SizedModel, lease_once, make_manager, model
 from tests.waiting import until
 from zooserve.catalog import ModelSpec
 from zooserve.errors import ModelInUse, ServiceBusy
 from zooserve.events import Event, EventLog
 from zooserve.families.base import ModelAdapter
-from zooserve.manager import ModelManager, Status
+from zooserve.manager import ModelManager, Status, lookup
 from zooserve.memory import MB, CpuProbe
 
 
@@ -42,13 +43,8 @@ def gated_unloads(manager: ModelManager, gate: threading.Event) -> ModelManager:
         adapter.unload_gate = gate
         return adapter
 
-    manager.adapter_factory = build
+    manager.loader.adapter_factory = build
     return manager
-
-
-async def lease_once(manager: ModelManager, name: str) -> None:
-    async with manager.use(name):
-        pass
 
 
 # --- loads -------------------------------------------------------------------------------------
@@ -333,7 +329,7 @@ async def test_a_model_outside_torch_unloads_verified_on_cuda(tmp_path: Path) ->
     """OpenCV/ONNX memory is invisible to torch's allocator: an unload must not be reported
     incomplete (a warning on every eviction of the shipped face detector) for that alone."""
     manager = make_manager(tmp_path, 10, {"ort": model(1)}, probe=CudaAllocatorView())
-    manager.adapter_factory = lambda spec, source, device: OutsideTorch(spec, source, device)
+    manager.loader.adapter_factory = lambda spec, source, device: OutsideTorch(spec, source, device)
     await lease_once(manager, "ort")
     assert manager.model_info("ort")["memory_mb_measured"] == pytest.approx(1)
     result = await manager.unload("ort")
@@ -351,19 +347,19 @@ def test_asking_for_no_recent_events_gives_none() -> None:
 
 
 async def test_a_model_is_located_and_estimated_once_not_on_every_dispatch(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Admission runs on every change of state; reading weight files there would put disk
     I/O on the hot path. The estimate is taken once, when a request for the model arrives."""
     manager = make_manager(tmp_path, 3, {"a": model(2), "b": model(2)}, timeout=5)
     looked_up: list[str] = []
-    estimate = manager.estimate_bytes
+    estimate = lookup.estimate_bytes
 
-    def counting(spec: ModelSpec, family: str, source: str) -> int:
+    def counting(device: str, spec: ModelSpec, family: str, source: str) -> int:
         looked_up.append(spec.name)
-        return estimate(spec, family, source)
+        return estimate(device, spec, family, source)
 
-    manager.estimate_bytes = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(lookup, "estimate_bytes", counting)
     async with manager.use("a"):
         waiting = asyncio.create_task(lease_once(manager, "b"))  # waits for a's lease
         await until(lambda: manager.scheduler.pending == 1, "b queued")

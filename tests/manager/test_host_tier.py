@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from tests.test_manager import Clock, SizedModel, model
+from tests.manager.sized import Clock, SizedModel, model
 from zooserve.catalog import Config
 from zooserve.manager import ModelManager
-from zooserve.manager.tiers import HostTier
 from zooserve.memory import MB
 
 FAKE_DEVICE = "cuda:7"  # injected: no GPU here
@@ -48,9 +47,12 @@ def tiered_manager(
     )
     SizedModel.loads = []
     manager = ModelManager(
-        config, adapter_factory=lambda spec, src, dev: SizedModel(spec, src, dev), **kw
+        config,
+        adapter_factory=lambda spec, src, dev: SizedModel(spec, src, dev),
+        host_mover=mover,
+        **kw,
     )
-    manager.host = HostTier(manager.host.budget_bytes, FAKE_DEVICE, mover)
+    manager.host_tier.device = FAKE_DEVICE  # where a woken model's modules go
     return manager, moves
 
 
@@ -64,7 +66,7 @@ async def test_an_evicted_model_parks_and_wakes_by_a_copy(tmp_path: Path) -> Non
     await lease(manager, "a")
     await lease(manager, "b")  # evicts "a": to host memory, not to disk
     assert manager.model_info("a")["tier"] == "host"
-    assert "model:a" not in manager.ledger and manager.host.used_bytes == 2 * MB
+    assert "model:a" not in manager.ledger and manager.host_tier.used_bytes == 2 * MB
     woken = await manager.load("a")  # "a" wakes (b parks)
     assert (woken["status"], woken["tier_from"]) == ("loaded", "host")
     info = manager.model_info("a")
@@ -84,7 +86,7 @@ async def test_a_full_host_tier_sends_the_oldest_parked_model_to_disk(tmp_path: 
         await lease(manager, name)
     # a, b, c were evicted in turn; the host holds two: "a" went on to disk.
     assert [manager.model_info(n)["tier"] for n in "abcd"] == ["disk", "host", "host", "device"]
-    assert manager.host.used_bytes == 4 * MB <= manager.host.budget_bytes
+    assert manager.host_tier.used_bytes == 4 * MB <= manager.host_tier.budget_bytes
     await manager.close()
 
 
@@ -98,9 +100,9 @@ async def test_explicit_unloads_go_to_disk_and_models_outside_torch_never_park(
     await lease(manager, "b")
     await lease(manager, "a")  # b parks
     assert (await manager.unload("b"))["tier"] == "host"  # a parked model is dropped too
-    assert manager.model_info("b")["tier"] == "disk" and manager.host.used_bytes == 0
+    assert manager.model_info("b")["tier"] == "disk" and manager.host_tier.used_bytes == 0
     outside_torch = OutsideTorch(manager.state("a").spec, "", "cpu")  # ONNX Runtime, OpenCV
-    assert not manager.host.can_park(outside_torch, MB)
+    assert not manager.host_tier.can_park(outside_torch, MB)
     await manager.close()
 
 
@@ -117,5 +119,5 @@ async def test_keep_alive_expiry_parks_and_on_the_cpu_parking_is_off_by_default(
     plain = ModelManager(
         Config.model_validate({"device": "cpu", "models": {}, "base_dir": tmp_path})
     )
-    assert plain.host.budget_bytes == 0  # "auto": weights on the CPU are in RAM already
+    assert plain.host_tier.budget_bytes == 0  # "auto": weights on the CPU are in RAM already
     await plain.close()

@@ -7,85 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
-import supervision as sv
-import torch
 
-from zooserve.catalog import Config
+from tests.manager.sized import Clock, SizedModel, lease_once, make_manager, model
+from tests.waiting import until
 from zooserve.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, ModelNotFound, ServiceBusy
-from zooserve.families.base import Detector, make_detections
-from zooserve.manager import ModelManager, Status
+from zooserve.manager import Status
 from zooserve.memory import MB
-
-
-class SizedModel(Detector):
-    """A real torch module of `options.mb` megabytes; `options.fail` makes load raise."""
-
-    family = "sized"
-    loads: list[str] = []
-    gate: threading.Event | None = None
-
-    def load(self) -> None:
-        SizedModel.loads.append(self.spec.name)
-        if SizedModel.gate is not None:
-            SizedModel.gate.wait(timeout=10)
-        if self.spec.options.get("fail"):
-            raise OSError("corrupt weights")
-        if self.spec.options.get("oom_once") and SizedModel.loads.count(self.spec.name) == 1:
-            raise MemoryError("out of memory (simulated: this machine has no GPU to exhaust)")
-        floats = int(self.spec.options["mb"] * MB / 4)
-        self.model = torch.nn.Linear(floats, 1, bias=False)
-
-    def torch_modules(self) -> list[torch.nn.Module]:
-        return [self.model]
-
-    def preprocess(self, images: Sequence[Any], prompts: Sequence[str] | None) -> Any:
-        return images
-
-    def forward(self, batch: Any) -> Any:
-        return batch
-
-    def postprocess(self, raw: Any, batch: Any, threshold: float) -> list[sv.Detections]:
-        return [make_detections([], [], [], []) for _ in raw]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_manager(
-    tmp_path: Path, budget_mb: float, models: dict[str, dict], **kw: Any
-) -> ModelManager:
-    specs = {
-        name: {"model_id": str(tmp_path), "family": "sized", "options": opts.pop("options"), **opts}
-        for name, opts in ((n, dict(o)) for n, o in models.items())
-    }
-    config = Config.model_validate(
-        {
-            "device": "cpu",
-            "memory_budget_mb": budget_mb,
-            "admission_timeout_s": kw.pop("timeout", 0.5),
-            "models": specs,
-            "base_dir": tmp_path,
-        }
-    )
-    SizedModel.loads = []
-    return ModelManager(
-        config, adapter_factory=lambda spec, src, dev: SizedModel(spec, src, dev), **kw
-    )
-
-
-def model(mb: float, **extra: Any) -> dict:
-    """A SizedModel of `mb` MB, estimated honestly unless `vram_mb` says otherwise."""
-    return {"options": {"mb": mb, **extra.pop("options", {})}, "vram_mb": mb, **extra}
 
 
 async def test_nothing_loads_until_first_use(tmp_path: Path) -> None:
@@ -170,7 +100,7 @@ async def test_estimate_too_low_is_corrected_after_measuring(tmp_path: Path) -> 
     assert [(e.model, e.reason) for e in evicted] == [("a", "make room for b (measured)")]
     assert manager.ledger.peak_used_bytes <= manager.budget_bytes
     # The measured figure, not the estimate, admits the next load.
-    assert manager.admission_bytes(manager.state("b")) == pytest.approx(2 * MB, rel=0.01)
+    assert manager.state("b").admission_bytes == pytest.approx(2 * MB, rel=0.01)
     await manager.close()
 
 
@@ -353,4 +283,18 @@ async def test_reservations_count_against_the_budget_and_evict_idle_models(tmp_p
     manager.release("tracking:1")
     async with manager.use("b"):
         assert manager.used_bytes() == 2 * MB
+    await manager.close()
+
+
+async def test_wanted_models_are_the_leased_and_the_queued_ones(tmp_path: Path) -> None:
+    """What a Ray replica reports as its models: those held by a lease or wanted by a queued
+    plan; a loaded idle model is not wanted (it may be evicted)."""
+    manager = make_manager(tmp_path, 3, {"a": model(2), "b": model(2), "c": model(1)}, timeout=5)
+    assert manager.wanted_models() == set()
+    async with manager.use("a"):
+        waiting = asyncio.create_task(lease_once(manager, "b"))  # waits for a's lease to end
+        await until(lambda: manager.scheduler.pending == 1, "b queued")
+        assert manager.wanted_models() == {"a", "b"}
+    await waiting
+    assert manager.loaded_models() == ["b"] and manager.wanted_models() == set()
     await manager.close()

@@ -1,45 +1,40 @@
-"""Running inference on a leased model: its lane, batching across requests, and keeping a
+"""Inference on a leased model: its lane, batching across requests, and keeping a
 model leased while a call that overran its deadline still runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from zooserve.batching import Batcher, batch_key
-from zooserve.events import Event
+from zooserve.events import Event, EventLog
 from zooserve.inference import InferencePool
+from zooserve.manager.leases import Leases
 from zooserve.manager.state import ModelState
-
-if TYPE_CHECKING:
-    from zooserve.events import EventLog
 
 T = TypeVar("T")
 
 
-class Running:
-    """Mixin of ModelManager: inference on leased models."""
+class Lanes:
+    """Inference on leased models: the pool of per-model lanes and the batcher."""
 
-    states: dict[str, ModelState]
-    events: EventLog
-    batcher: Batcher
-    _inference: InferencePool
-
-    if TYPE_CHECKING:  # provided by the other parts of ModelManager
-
-        def _lease(self, state: ModelState) -> None: ...
-        def _end_lease(self, state: ModelState) -> None: ...
+    def __init__(
+        self, pool: InferencePool, states: dict[str, ModelState], leases: Leases, events: EventLog
+    ) -> None:
+        self.pool = pool
+        self.batcher = Batcher()
+        self.states = states
+        self.leases = leases
+        self.events = events
 
     async def infer(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking inference on the lane of the model it uses (never on the event loop or
         the loader), with the `inference_timeout_s` deadline (see zooserve.inference)."""
         used = self._models_used(fn, args)
-        lane = self._inference.lanes.get(used[0].name) if used else None
-        return await self._inference.run(
-            fn, *args, on_stuck=lambda f: self._hold(used, f), lane=lane
-        )
+        lane = self.pool.lanes.get(used[0].name) if used else None
+        return await self.pool.run(fn, *args, on_stuck=lambda f: self._hold(used, f), lane=lane)
 
     async def infer_batched(
         self, fn: Callable[..., list[T]], items: list[Any], *params: Any
@@ -71,6 +66,6 @@ class Running:
         """Keep the models a stuck call uses leased until its thread really ends."""
         for state in used:
             if state.adapter is not None:
-                self._lease(state)
+                self.leases.lease(state)
                 self.events.record(Event("inference_stuck", state.name, "inference timed out"))
-                running.add_done_callback(lambda _, state=state: self._end_lease(state))
+                running.add_done_callback(lambda _, state=state: self.leases.end(state))
