@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+
+from zooserve import request_context
 
 #: Runs one batch: items in, one result per item out.
 BatchRunner = Callable[[list[Any]], Awaitable[Sequence[Any]]]
@@ -53,11 +56,19 @@ class Batcher:
 
         A caller cancelled while its items run still waits for the batch (the model is leased
         by the callers, and one of them is this one); one cancelled while queued just leaves.
+        One whose HTTP client already left is refused (MediaClosed) before it queues.
         """
+        await request_context.stop_if_client_left("its frames were queued for a batch")
         request = _Request(list(items))
         self._queues.setdefault(key, []).append(request)
         if key not in self._workers:
-            worker = asyncio.create_task(self._work(key, run, max_batch_size, max_wait_s))
+            # The worker serves every request that queues under `key`, not the one that
+            # started it: it must not see that request's client leave (InferencePool.run).
+            shared = contextvars.copy_context()
+            shared.run(request_context.client_gone.set, None)
+            worker = asyncio.create_task(
+                self._work(key, run, max_batch_size, max_wait_s), context=shared
+            )
             self._workers[key] = worker
         try:
             return await asyncio.shield(request.future)

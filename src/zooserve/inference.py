@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from zooserve import request_context
 from zooserve.errors import InferenceFailed, ZooError
 from zooserve.quiet import QuietGate, QuietWindow
 
@@ -104,7 +105,10 @@ class InferencePool:
         A caller cancelled meanwhile (a cancelled job, a dropped stream) still waits for the
         thread to end before going on: the thread uses the caller's leased model. While a quiet
         window is open the call waits (bounded) before starting; the deadline counts from then.
+        A call for an HTTP request whose client has left is not started (MediaClosed): every
+        pipeline stops between its batches, however it loops.
         """
+        await request_context.stop_if_client_left(f"inference in {_name(fn)}")
         token = await self._gate.enter(max_wait_s=self.timeout_s)
         lane = lane or self.shared
         pool = lane.pool

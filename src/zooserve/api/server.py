@@ -12,6 +12,7 @@ import uvicorn
 
 from zooserve.api.app import create_app
 from zooserve.catalog import Config
+from zooserve.manager import ModelManager
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,9 +30,11 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         api_key: str | None = None,
+        manager: ModelManager | None = None,
     ) -> None:
+        """`manager`: one built by the caller (its own adapter factory), else the config's."""
         self.host, self.port = host, port or free_port(host)
-        app = create_app(config, api_key=api_key)
+        app = create_app(config, manager, api_key=api_key)
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app,

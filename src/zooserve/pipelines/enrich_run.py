@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from zooserve.errors import InvalidInput, ZooError
+from zooserve import request_context
+from zooserve.errors import InvalidInput, MediaClosed, ZooError
 from zooserve.families.base import Detector, Image, ModelAdapter
 from zooserve.families.kinds import ActionRecognizer, DepthEstimator, PoseEstimator
 from zooserve.manager import ModelManager
@@ -195,12 +196,11 @@ class EnrichRun:
     async def execute(self, step: Step, unit: Unit = ALL) -> None:
         """Lease the step's model once for all its triggers' inputs within `unit`."""
         work = [
-            (t, found)
-            for t in step.triggers
-            if not self._blocked(t) and (found := self.inputs(t, unit))
+            (t, f) for t in step.triggers if not self._blocked(t) and (f := self.inputs(t, unit))
         ]
         if not work:
             return
+        await request_context.stop_if_client_left(f"leasing {step.model!r}")
         marker = last_event(self.manager)
         stages = [t.name for t, _ in work]
         acquired = False
@@ -213,11 +213,10 @@ class EnrichRun:
                 for trigger, found in work:
                     await self._apply(adapter, trigger, found)
         except Exception as exc:
-            if acquired:
+            if acquired or isinstance(exc, MediaClosed):
                 raise
-            record = load_record(step.model, stages, events_since(self.manager, marker))
-            record.failed = True
-            self.loads.append(record)
+            self.loads.append(load_record(step.model, stages, events_since(self.manager, marker)))
+            self.loads[-1].failed = True
             code = exc.code if isinstance(exc, ZooError) else "model_load_failed"
             message = exc.message if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
             for trigger, _ in work:
@@ -238,6 +237,8 @@ class EnrichRun:
                 clip = [self.images[i] for i in sorted(found, key=self._frame_number)]
                 value = await kinds.action_value(self.manager, adapter, trigger, clip)
                 self.clip[trigger.output_name] = value
+        except MediaClosed:
+            raise  # the client left: the request ends, not just this stage
         except ZooError as exc:
             self._fail(trigger, exc.code, exc.message)
         except Exception as exc:  # a model's own failure: reported, never a 500
