@@ -48,7 +48,7 @@ def test_bench_reports_a_failed_load_in_its_row_and_goes_on_at_80_columns(
     monkeypatch.setenv("COLUMNS", "80")
     terminal = Console(force_terminal=True, color_system=None)  # as a user's 80-column terminal
     assert terminal.width == 80
-    monkeypatch.setattr(cli, "console", terminal)
+    monkeypatch.setattr(cli.common, "console", terminal)
     out = tmp_path / "out"
     args = ["bench", "--config", str(bench_config(tmp_path)), "--frames", "2", "--out", str(out)]
     args += ["-m", "broken-cascade-with-a-long-name", "-m", "opencv-hog-people"]
@@ -106,3 +106,20 @@ def test_zoo_bench_reports_a_failed_model_in_its_row_and_goes_on(tmp_path: Path)
     assert broken["error"].startswith("model_load_failed") and broken["memory_mb"] is None
     assert hog["model"] == "opencv-hog-people" and hog["seconds_per_item"] > 0
     assert "| broken-cascade-with-a-long-name |" in (tmp_path / "out" / "bench_zoo.md").read_text()
+
+
+def test_bench_that_measures_nothing_exits_1_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, owlv2-base is not here: nothing is measured, and that is a failure."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = yaml.safe_load(SHIPPED.read_text())
+    data.update(media_root=str(tmp_path / "media"), jobs_db=str(tmp_path / "jobs.sqlite3"))
+    config = tmp_path / "models.yaml"
+    config.write_text(yaml.safe_dump(data))
+    args = ["bench", "-m", "owlv2-base", "--frames", "1", "-c", str(config)]
+    result = CliRunner().invoke(cli.app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    reason = " ".join(result.stderr.split())
+    assert "nothing was measured" in reason
+    assert "owlv2-base: model_unavailable" in reason and "not present" in reason

@@ -61,3 +61,28 @@ def test_track_bench_reports_throughput_and_session_memory(tmp_path: Path) -> No
     assert written["trackers"][0]["tracked_fps"] == ok["tracked_fps"]
     assert "| bt | face |" in (tmp_path / "out" / "track_bench.md").read_text()
     assert "tracked frames/s" in printed.getvalue()
+
+
+def test_bench_track_through_the_cli_runs_the_frames_asked_for(tmp_path: Path) -> None:
+    """`zooserve bench --track --frames 4` tracks 4 frames (it ran 48 whatever was asked)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from zooserve.cli import app
+
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "config" / "models.yaml").read_text())
+    names = ["hog-bytetrack", "opencv-hog-people"]
+    data = {
+        "device": "cpu",
+        "media_root": str(tmp_path / "media"),
+        "tasks": {"video_tracking": {"selected": names[0], "options": names[:1]}},
+        "models": {name: shipped["models"][name] for name in names},
+    }
+    config = tmp_path / "models.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    args = ["bench", "--track", "--frames", "4", "-c", str(config), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "track_bench.json").read_text())
+    assert report["frames"] == 4 and report["trackers"][0]["frames"] == 4

@@ -15,7 +15,6 @@ import yaml
 from typer.testing import CliRunner
 
 from zooserve.cli import app
-from zooserve.cli_tasks import ocr
 
 SHIPPED = Path(__file__).parents[1] / "config" / "models.yaml"
 runner = CliRunner()
@@ -69,7 +68,7 @@ def test_demo_runs_end_to_end_and_writes_annotated_frames(tmp_path: Path) -> Non
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    assert "opencv-hog-people" in done.stdout and "opencv-face" in done.stdout
+    assert "yolov3-tiny-coco" in done.stdout and "opencv-face" in done.stdout
     written = sorted(p.name for p in out.glob("*.png"))
     assert "astronaut-frame0000.png" in written and len(written) == 5
     # The face is tracked through the clip by the offline face tracker the prompt selects,
@@ -203,16 +202,6 @@ def config_with_text_trigger(tmp_path: Path) -> Path:
     return path
 
 
-def ocr_app() -> typer.Typer:
-    """The CLI with its `ocr` command (registered here too until cli.py registers it)."""
-    if any(c.name == "ocr" or c.callback is ocr for c in app.registered_commands):
-        return app
-    local = typer.Typer()
-    local.command("ocr")(ocr)
-    local.command("detect")(lambda: None)  # two commands: `ocr` stays a sub-command
-    return local
-
-
 def sign_png(tmp_path: Path) -> Path:
     from PIL import Image
 
@@ -227,7 +216,7 @@ def sign_png(tmp_path: Path) -> Path:
 def test_ocr_reads_a_street_sign_locally_with_boxes_in_frame_pixels(tmp_path: Path) -> None:
     sign = sign_png(tmp_path)
     config = config_with_text_trigger(tmp_path)
-    result = runner.invoke(ocr_app(), ["ocr", str(sign), "--json", "--config", str(config)])
+    result = runner.invoke(app, ["ocr", str(sign), "--json", "--config", str(config)])
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     (frame,) = body["frames"]
@@ -235,7 +224,7 @@ def test_ocr_reads_a_street_sign_locally_with_boxes_in_frame_pixels(tmp_path: Pa
     assert frame["coordinates"] == "frame_pixels"
     x1, y1, x2, y2 = frame["lines"][0]["box"]
     assert 380 <= x1 < x2 <= 640 and 200 <= y1 < y2 <= 320  # on the sign, in frame pixels
-    table = runner.invoke(ocr_app(), ["ocr", str(sign), "--config", str(config)])
+    table = runner.invoke(app, ["ocr", str(sign), "--config", str(config)])
     assert table.exit_code == 0 and "EXIT 42" in table.stdout
 
 
@@ -244,7 +233,7 @@ def test_remote_tasks_need_no_local_config_and_report_errors_on_stderr(
 ) -> None:
     from zooserve.api.server import BackgroundServer
     from zooserve.catalog import load_config
-    from zooserve.cli_tasks import run_detect
+    from zooserve.cli.tasks import run_detect
     from zooserve.samples import sample_files
 
     def no_local_config() -> Any:
@@ -271,7 +260,7 @@ def test_remote_tasks_need_no_local_config_and_report_errors_on_stderr(
         assert "404 model_not_found" in out.err and "no-such-model" in out.err
         # the ocr command through the CLI: --config names nothing, --url serves
         result = runner.invoke(
-            ocr_app(), ["ocr", str(sign), "--url", server.url, "--json", "--config", missing]
+            app, ["ocr", str(sign), "--url", server.url, "--json", "--config", missing]
         )
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["frames"][0]["text"] == "MAIN STREET EXIT 42"
@@ -280,7 +269,8 @@ def test_remote_tasks_need_no_local_config_and_report_errors_on_stderr(
 def test_a_local_run_reports_a_missing_config_and_task_errors_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zooserve.cli_tasks import config_loader, run_detect
+    from zooserve.cli.common import config_loader
+    from zooserve.cli.tasks import run_detect
     from zooserve.samples import sample_files
 
     astronaut = sample_files()["astronaut.png"]
@@ -300,13 +290,6 @@ def test_a_local_run_reports_a_missing_config_and_task_errors_on_stderr(
     assert exited.value.exit_code == 1 and out.out == "" and "422" in out.err
 
 
-#: cli.py registers `ocr` and hands the tasks `config_loader(config)` (one change, issue 12).
-CLI_WIRED = any(c.callback is ocr or c.name == "ocr" for c in app.registered_commands)
-
-
-@pytest.mark.xfail(
-    not CLI_WIRED, reason="cli.py does not use cli_tasks.config_loader yet", strict=True
-)
 def test_zooserve_detect_url_without_a_config_file(tmp_path: Path) -> None:
     from zooserve.api.server import BackgroundServer
     from zooserve.catalog import load_config

@@ -51,6 +51,15 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def nothing_measured(rows: list[dict[str, Any]]) -> str | None:
+    """Why a run measured nothing (every row failed, or there were none); None otherwise."""
+    if any(not row.get("error") for row in rows):
+        return None
+    if not rows:
+        return "no model to measure here (see `zooserve models list`)"
+    return "; ".join(f"{row.get('model') or row.get('tracker')}: {row['error']}" for row in rows)
+
+
 def failed_row(keys: list[str], name: str, family: str | None, exc: BaseException) -> dict:
     """A row for a model that could not be measured: its error, every measurement empty."""
     row: dict[str, Any] = dict.fromkeys(keys)

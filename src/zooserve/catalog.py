@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from zooserve.config_location import locate_config
 from zooserve.engines.config import EngineSpec
 from zooserve.errors import ConfigError
 from zooserve.zoo import TriggerSpec, check_trigger_graph, check_trigger_models
@@ -355,10 +356,10 @@ def _format_errors(path: Path, error: ValidationError) -> str:
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Read, override from the environment, and validate. Raises ConfigError naming the key."""
-    path = Path(path or os.environ.get("ZOOSERVE_CONFIG") or DEFAULT_CONFIG_PATH)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}", {"path": str(path)})
+    """Read, override from the environment, and validate. Raises ConfigError naming the key.
+    Which file: zooserve.config_location (`path`, $ZOOSERVE_CONFIG, ..., the packaged one)."""
+    location = locate_config(path)
+    path = location.path
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -366,7 +367,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid config {path}: expected a mapping at the top level")
     raw.update(_env_overrides())
-    raw["base_dir"] = path.resolve().parent
+    raw["base_dir"] = location.base_dir
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

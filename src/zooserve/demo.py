@@ -86,7 +86,7 @@ def _track_a_face(
     client: httpx.Client, url: str, media: dict[str, Path], out: Path, console: Console
 ) -> list[Path]:
     """Track the face in faces_walk.mp4 (the task picks an offline face tracker): an mp4."""
-    from zooserve.cli_tasks import write_tracks
+    from zooserve.cli.annotated import write_tracks
 
     if "faces_walk.mp4" not in media:
         return []
@@ -114,8 +114,7 @@ def _read_text(
     client: httpx.Client, url: str, media: dict[str, Path], out: Path, console: Console
 ) -> list[Path]:
     """Read the street sign with the zoo's whole-frame `text` trigger (RapidOCR): a PNG."""
-    import numpy as np
-    import supervision as sv
+    from zooserve.cli.annotated import write_text_boxes
 
     if "street_sign.png" not in media:
         return []
@@ -127,12 +126,5 @@ def _read_text(
     text = response.json()["frames"][0]["enrichments"].get("text") or {"lines": []}
     lines = [line for line in text["lines"] if line.get("box")]
     console.print("read in street_sign.png: " + " | ".join(line["text"] for line in lines))
-    detections = sv.Detections(
-        xyxy=np.asarray([line["box"] for line in lines], np.float32).reshape(-1, 4),
-        confidence=np.asarray([line["score"] for line in lines], np.float32),
-        class_id=np.zeros(len(lines), int),
-        data={"class_name": np.asarray([line["text"] for line in lines], str)},
-    )
-    with MediaSource.open(media["street_sign.png"]) as image:
-        (frame,) = image.read([0])
-    return [save_png(annotate(frame.image, detections), out / "street_sign-text.png")]
+    frame = {"frame_number": 0, "lines": lines}
+    return write_text_boxes(media["street_sign.png"], out / "street_sign-text.png", [frame])

@@ -121,3 +121,35 @@ def test_hostile_file_name_is_shown_as_text_never_run(
     finally:
         page.close()
         hostile.unlink()
+
+
+def test_right_column_fits_a_1280_pixel_window(browser: Browser, tmp_path: Path) -> None:
+    """At 1280 px the right column (events, jobs) ends inside the window, however long its
+    event lines (a long model name): they wrap instead of pushing the column out."""
+    from zooserve.catalog import Config
+
+    name = "opencv-frontal-face-cascade-with-a-rather-long-name"
+    cascade = {"model_id": "opencv:haarcascade_frontalface_default.xml", "framework": "opencv"}
+    config = Config.model_validate(
+        {
+            "device": "cpu",
+            "media_root": str(tmp_path),
+            "jobs_db": str(tmp_path / "jobs.sqlite3"),
+            "models": {name: {**cascade, "family": "opencv_cascade"}},
+        }
+    )
+    with BackgroundServer(config) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{server.url}/ui")
+            expect(page.locator("#zoo tr[data-model]").first).to_be_visible()
+            body = {"model_id": name}
+            httpx.post(f"{server.url}/models/load", json=body).raise_for_status()
+            httpx.post(f"{server.url}/models/unload", json=body).raise_for_status()
+            expect(page.locator("#events")).to_contain_text(f"unload {name}")
+            for column in ("main > section:nth-of-type(1)", "main > section:nth-of-type(2)"):
+                box = page.locator(column).bounding_box()
+                assert box is not None and box["x"] + box["width"] <= 1280, (column, box)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        finally:
+            page.close()
