@@ -9,6 +9,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image
 
@@ -28,6 +29,24 @@ def png_declaring(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
     )
+
+
+def avi_declaring(path: Path, declared_frames: int, frames: int = 3) -> Path:
+    """A real MJPEG AVI of `frames` 32x32 frames whose headers (avih dwTotalFrames, strh
+    dwLength) declare `declared_frames`: a few KB that claim up to 2**32 - 1 frames."""
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mjpeg", rate=24)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuvj420p"
+        for i in range(frames):
+            picture = np.full((32, 32, 3), i * 40, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    for chunk, offset in ((b"avih", 16), (b"strh", 32)):  # field offsets in those structures
+        struct.pack_into("<I", data, data.index(chunk) + 8 + offset, declared_frames)
+    path.write_bytes(bytes(data))
+    return path
 
 
 def _image(path: Path, width: int, height: int) -> None:
@@ -61,6 +80,9 @@ def build(root: Path, outside: Path) -> dict[str, str]:
         (np.random.default_rng(i).integers(0, 255, (16, 1024, 3), np.uint8) for i in range(4)),
     )
     corpus.update({"tiny_16x16.mp4": "a 16x16 video", "wide_1024x16.mp4": "a 64:1 video"})
+    for declared in (50_000_000, 4_000_000_000):
+        avi_declaring(root / f"declares_{declared}_frames.avi", declared)
+        corpus[f"declares_{declared}_frames.avi"] = f"a 3-frame AVI declaring {declared}"
     data = video.read_bytes()
     (root / "zero.mp4").write_bytes(b"")
     (root / "truncated.mp4").write_bytes(data[: len(data) // 2])

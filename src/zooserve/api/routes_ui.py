@@ -9,16 +9,15 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import cv2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from zooserve.annotate import annotate
+from zooserve.annotate import jpeg_data_urls
 from zooserve.api.request_settings import apply_request_settings
 from zooserve.api.routes_detect import detect_request
 from zooserve.api.routes_models import manager_of
@@ -27,6 +26,7 @@ from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.api.uploads import UPLOAD_DIR
 from zooserve.events import Event
 from zooserve.media import MediaSource, resolve_media_path
+from zooserve.pipelines.detect import DetectResult
 
 router = APIRouter()
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".png", ".jpg", ".jpeg", ".bmp"}
@@ -153,29 +153,37 @@ async def event_stream(request: Request) -> StreamingResponse:
 
 
 @router.post("/api/annotate")
-async def annotate_frames(body: DetectRequest, request: Request) -> dict[str, Any]:
-    """Detect, then return each frame with its boxes drawn (JPEG data URLs) beside the result."""
+async def annotate_frames(body: DetectRequest, request: Request) -> StreamingResponse:
+    """Detect, then return each frame with its boxes drawn (JPEG data URLs) beside the result.
+
+    Each distinct frame is decoded and drawn once (annotate.jpeg_data_urls) and the JSON is
+    written frame by frame, so repeating a frame costs bytes on the wire, not memory here.
+    """
     manager = manager_of(request)
     apply_request_settings(body)
     result = await detect_request(manager, body)
     path = resolve_media_path(manager.config.media_dir, body.video_path)
+    found = {f.frame_number: f.detections for f in result.frames}
 
-    def draw() -> list[dict[str, Any]]:
-        with MediaSource.open(path) as media:
-            frames = media.read([f.frame_number for f in result.frames])
-        drawn = []
-        for frame, found in zip(frames, result.frames, strict=True):
-            image = cv2.cvtColor(annotate(frame.image, found.detections), cv2.COLOR_RGB2BGR)
-            _, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            drawn.append(
-                {
-                    "frame_number": frame.number,
-                    "timestamp": frame.timestamp,
-                    "detections": len(found.detections),
-                    "labels": sorted({str(n) for n in found.detections.data.get("class_name", [])}),
-                    "image": "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode(),
-                }
-            )
-        return drawn
+    def draw() -> dict[int, str]:
+        with MediaSource.open(path, max_pixels=manager.config.max_frame_pixels) as media:
+            return jpeg_data_urls(media, found, manager.config.max_decoded_mb)
 
-    return {"model": result.model, "frames": await manager.infer(draw)}
+    images = await manager.infer(draw)
+    return ClosingStreamingResponse(_annotated_json(result, images), media_type="application/json")
+
+
+def _annotated_json(result: DetectResult, images: dict[int, str]) -> Iterator[str]:
+    """`{"model", "frames": [...]}`, one frame at a time, in the requested order."""
+    yield f'{{"model": {json.dumps(result.model)}, "frames": ['
+    for index, frame in enumerate(result.frames):
+        names = frame.detections.data.get("class_name", [])
+        item = {
+            "frame_number": frame.frame_number,
+            "timestamp": frame.timestamp,
+            "detections": len(frame.detections),
+            "labels": sorted({str(n) for n in names}),
+            "image": images[frame.frame_number],
+        }
+        yield ("," if index else "") + json.dumps(item)
+    yield "]}"

@@ -205,13 +205,14 @@ async def enrich(
     with await asyncio.to_thread(
         MediaSource.open, path, max_pixels=manager.config.max_frame_pixels
     ) as source:
-        if sampling is not None:
-            numbers = await asyncio.to_thread(source.sample, sampling[0], sampling[1])
+        limit = manager.config.max_frames_per_request
+        if sampling is not None:  # a sample one past the limit is refused as surely, and cheaply
+            count = min(sampling[1], limit + 1)
+            numbers = await asyncio.to_thread(source.sample, sampling[0], count)
         elif frame_numbers is not None:
             numbers = sorted(set(frame_numbers))
         else:
             numbers = sorted(detections) if detections else [0]
-        limit = manager.config.max_frames_per_request
         if len(numbers) > limit:
             raise InvalidInput(
                 f"{len(numbers)} frames requested; the limit is {limit}", {"limit": limit}

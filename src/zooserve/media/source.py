@@ -1,8 +1,7 @@
-"""Media access: confine request paths to media_root and decode exact frames from videos or images.
+"""Exact, random frame access to one video (or an image as a one-frame video).
 
 Frame numbers are 0-based indices derived from presentation timestamps, so a frame number means
-the same picture whether it is reached by seeking or by decoding forward. Images are treated as
-one-frame videos so every pipeline can take either.
+the same picture whether it is reached by seeking or by decoding forward.
 """
 
 from __future__ import annotations
@@ -18,67 +17,23 @@ from typing import Any
 import av
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
 
-from zooserve.errors import (
-    FramesOutOfRange,
-    InvalidInput,
-    MediaClosed,
-    MediaNotFound,
-    MediaTooLarge,
-    NotAVideo,
-    PathForbidden,
-    UnsupportedMedia,
+from zooserve.errors import FramesOutOfRange, InvalidInput, MediaClosed, MediaTooLarge, NotAVideo
+from zooserve.media import sampling
+from zooserve.media.containers import (
+    DEFAULT_MAX_PIXELS,
+    check_geometry,
+    checked_frame_count,
+    frame_number,
+    keyframe_numbers,
+    open_container,
+    open_image,
+    seek,
 )
-
-SAMPLING_STRATEGIES = ("uniform", "interval", "keyframes", "scene_change")
+from zooserve.media.sampling import SAMPLING_STRATEGIES
 
 # Decoding forward is cheaper than a seek (~13 ms) for targets this close to the current position.
 _FORWARD_WINDOW = 32
-#: FFmpeg demuxers allowed to open a caller's file: real video containers only. Playlists
-#: (hls), concat lists, image2 patterns, devices and anything that opens other files or URLs
-#: is refused by FFmpeg itself (`format_whitelist`), before it reads a header.
-VIDEO_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "mpeg")
-#: Options for every `av.open` of untrusted media: allowed demuxers, `file` protocol only.
-SAFE_OPEN_OPTIONS = {"format_whitelist": ",".join(VIDEO_DEMUXERS), "protocol_whitelist": "file"}
-#: Still-image formats read with PIL (identified by content, not by suffix).
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "TIFF", "GIF")
-#: Longest media path a request may give (Linux PATH_MAX is 4096 bytes).
-MAX_PATH_CHARS = 1024
-#: Default pixel cap per frame when a caller gives none (config: max_frame_pixels).
-DEFAULT_MAX_PIXELS = 4096 * 4096
-
-
-def resolve_media_path(media_root: Path, user_path: str) -> Path:
-    """Resolve a caller-given path to an existing file strictly inside media_root.
-
-    Symlinks are followed before the containment check, so a link inside media_root that points
-    outside is rejected. Containment is checked before existence so that callers cannot probe
-    which files exist outside media_root. Messages never reveal the server's media_root.
-    """
-    if not user_path or not user_path.strip() or "\x00" in user_path:
-        raise InvalidInput("media path must be a non-empty string", {"path": user_path})
-    if len(user_path) > MAX_PATH_CHARS:
-        raise InvalidInput(
-            f"media path is {len(user_path)} characters; the limit is {MAX_PATH_CHARS}",
-            {"limit": MAX_PATH_CHARS},
-        )
-    try:
-        root = Path(media_root).resolve()
-        resolved = (root / user_path).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # loops, unreadable or too-long parts
-        raise MediaNotFound(
-            f"media path {user_path!r} cannot be resolved", {"path": user_path}
-        ) from exc
-    if not resolved.is_relative_to(root):
-        raise PathForbidden(f"media path {user_path!r} is outside media_root", {"path": user_path})
-    try:
-        is_file = resolved.is_file()
-    except (OSError, ValueError):  # ENAMETOOLONG, EACCES on a component
-        is_file = False
-    if not is_file:
-        raise MediaNotFound(f"media file {user_path!r} not found", {"path": user_path})
-    return resolved
 
 
 def timestamp_of(frame_number: int, fps: float) -> float:
@@ -140,7 +95,7 @@ class MediaSource:
         checked against `max_pixels` before anything is decoded.
         """
         path = Path(path)
-        image = _open_image(path, max_pixels)
+        image = open_image(path, max_pixels)
         if image is not None:
             h, w = image.shape[:2]
             return cls(path, frame_count=1, fps=0.0, width=w, height=h, image=image)
@@ -148,9 +103,9 @@ class MediaSource:
         try:
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
-            _check_geometry(path, width, height, max_pixels)
+            check_geometry(path, width, height, max_pixels)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            count = stream.frames if stream.frames > 0 else _count_packets(path)
+            count = checked_frame_count(path, stream, float(rate)) if rate else 0
             if not rate or count <= 0:
                 raise NotAVideo(f"{path.name!r} has no decodable video frames", {"path": path.name})
         except BaseException:
@@ -275,19 +230,17 @@ class MediaSource:
         if interval is not None and interval < 1:
             raise InvalidInput(f"interval must be >= 1, got {interval}", {"interval": interval})
         start, end = self._validate_range(start, self.frame_count - 1 if end is None else end)
-        span = end - start + 1
         if strategy == "uniform":
-            return _evenly(list(range(start, end + 1)), count)
+            return sampling.evenly_spaced(start, end, count)
         if strategy == "interval":
-            step = interval or max(1, span // count)
-            return list(range(start, end + 1, step))[:count]
+            return sampling.every_interval(start, end, count, interval)
         if self.is_image:
             return [0]
         with self._reading():  # own containers, but stop with the request all the same
             if strategy == "keyframes":
-                keys = [n for n, key in _packet_index(self.path) if key and start <= n <= end]
-                return _evenly(sorted(set(keys)), count) or [start]
-            return self._scene_changes(start, end, count)
+                keys = keyframe_numbers(self.path, start, end)
+                return sampling.pick_evenly(keys, count) or [start]
+            return sampling.scene_changes(self.path, self.fps, start, end, count, self._check_open)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -325,12 +278,12 @@ class MediaSource:
         decoder = self._decoder
         fresh = decoder is None or not self._next <= target < self._next + _FORWARD_WINDOW
         if decoder is None or fresh:
-            decoder = self._decoder = _seek(self._container, self._stream, self.fps, target)
+            decoder = self._decoder = seek(self._container, self._stream, self.fps, target)
         while (frame := self._next_frame(decoder, target)) is not None:
-            n = _frame_number(frame.pts, self._stream, self.fps, default=self._next)
+            n = frame_number(frame.pts, self._stream, self.fps, default=self._next)
             self._next = n + 1
             if n > target and fresh:  # the seek landed after the target: restart from frame 0
-                decoder = self._decoder = _seek(self._container, self._stream, self.fps, 0)
+                decoder = self._decoder = seek(self._container, self._stream, self.fps, 0)
                 self._next, fresh = 0, False
                 continue
             fresh = False
@@ -354,154 +307,12 @@ class MediaSource:
                 {"frame": target},
             ) from exc
 
-    def _scene_changes(self, start: int, end: int, count: int) -> list[int]:
-        """Rank frames by mean absolute difference of 64x36 grayscale thumbnails."""
-        scores: list[tuple[float, int]] = []
-        prev: np.ndarray | None = None
-        with open_container(self.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in _seek(container, stream, self.fps, start):
-                self._check_open()
-                n = _frame_number(frame.pts, stream, self.fps, default=start)
-                if n > end:
-                    break
-                if n < start:
-                    continue
-                thumb = frame.reformat(width=64, height=36, format="gray").to_ndarray()
-                cur = thumb.astype(np.int16)
-                if prev is not None and n > start:
-                    scores.append((float(np.abs(cur - prev).mean()), n))
-                prev = cur
-        scores.sort(key=lambda s: (-s[0], s[1]))
-        return sorted([start, *(n for _, n in scores[: count - 1])])
-
-
-def _frame_number(pts: int | None, stream: Any, fps: float, *, default: int) -> int:
-    """Frame number from pts, so it is right whatever keyframe decoding started from."""
-    if pts is None:
-        return default
-    return round(float((pts - (stream.start_time or 0)) * stream.time_base) * fps)
-
-
-def _seek(container: Any, stream: Any, fps: float, target: int) -> Iterator[Any]:
-    """Seek to the keyframe at or before `target`; returns a fresh decode iterator from there."""
-    pts = (stream.start_time or 0) + int(target / fps / stream.time_base)
-    container.seek(max(pts, 0), stream=stream, backward=True)
-    return iter(container.decode(stream))
-
 
 def _to_rgb(frame: Any) -> np.ndarray:
     """RGB uint8; yuv420p goes through cv2, ~6x faster than swscale's rgb24 conversion."""
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
     return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-
-
-def _evenly(items: list[int], count: int) -> list[int]:
-    """`count` items spread evenly, both ends kept; floor(x + .5) keeps picks distinct."""
-    if count >= len(items):
-        return items
-    if count == 1:
-        return [items[0]]
-    idx = np.floor(np.linspace(0, len(items) - 1, count) + 0.5).astype(int)
-    return [items[i] for i in idx]
-
-
-def _packet_index(path: Path) -> list[tuple[int, bool]]:
-    """(frame number, is keyframe) for every video packet, by demuxing only (no decoding)."""
-    with open_container(path) as container:
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
-        out: list[tuple[int, bool]] = []
-        for packet in container.demux(stream):
-            if packet.size:
-                n = _frame_number(packet.pts, stream, rate, default=len(out))
-                out.append((n, bool(packet.is_keyframe)))
-    return out
-
-
-def _count_packets(path: Path) -> int:
-    """Exact frame count when the container stores none (mkv, webm): one packet per frame."""
-    try:
-        return len(_packet_index(path))
-    except (av.FFmpegError, OSError, ValueError, InvalidInput):
-        return 0
-
-
-def open_container(path: Path) -> Any:
-    """`av.open` for untrusted files: allowed demuxers and the `file` protocol only.
-
-    UnsupportedMedia when FFmpeg recognises a format outside the allowlist (playlists, concat
-    lists, image patterns: they would open other files), NotAVideo when it reads no video.
-    """
-    try:
-        container = av.open(str(path), options=dict(SAFE_OPEN_OPTIONS))
-    except av.ArgumentError as exc:  # EINVAL: the probed demuxer is not on the allowlist
-        raise UnsupportedMedia(
-            f"{path.name!r} is not an allowed media container (allowed: mp4/mov, mkv/webm, avi, "
-            "mpeg-ts/ps video, and PNG/JPEG/BMP/WebP/TIFF/GIF images); playlists and concat "
-            "lists are refused",
-            {"path": path.name},
-        ) from exc
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        if _looks_like_a_list(path):
-            raise UnsupportedMedia(
-                f"{path.name!r} is a playlist or concat list; only video and image files are "
-                "accepted",
-                {"path": path.name},
-            ) from exc
-        raise NotAVideo(f"{path.name!r} is not a video or image", {"path": path.name}) from exc
-    if container.format.name not in VIDEO_DEMUXERS or not container.streams.video:
-        container.close()
-        raise NotAVideo(f"{path.name!r} has no video stream", {"path": path.name})
-    return container
-
-
-def _looks_like_a_list(path: Path) -> bool:
-    """HLS playlists and ffconcat lists that FFmpeg did not probe as such (wrong suffix):
-    named for what they are rather than "not a video"."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except OSError:
-        return False
-    return head.startswith((b"#EXTM3U", b"ffconcat", b"file '", b'file "'))
-
-
-def _open_image(path: Path, max_pixels: int) -> np.ndarray | None:
-    """The file as an RGB array when PIL identifies an allowed image format, else None."""
-    try:
-        img = Image.open(path, formats=list(IMAGE_FORMATS))
-    except Image.DecompressionBombError as exc:
-        raise MediaTooLarge(
-            f"{path.name!r} declares more pixels than allowed", {"path": path.name}
-        ) from exc
-    except Exception:  # not an image PIL knows: maybe a video
-        return None
-    with img:
-        width, height = img.size
-        _check_geometry(path, width, height, max_pixels)
-        try:
-            # Honour EXIF orientation so phone photos are upright, as viewers show them.
-            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
-        except Exception as exc:  # truncated or corrupt pixel data
-            raise NotAVideo(
-                f"{path.name!r} is a damaged image: {str(exc).replace(str(path), path.name)}",
-                {"path": path.name},
-            ) from exc
-
-
-def _check_geometry(path: Path, width: int, height: int, max_pixels: int) -> None:
-    """Refuse frames with no pixels or more than `max_pixels`, before any decode allocates."""
-    if width <= 0 or height <= 0:
-        raise NotAVideo(f"{path.name!r} declares an empty frame ({width}x{height})")
-    if width * height > max_pixels:
-        raise MediaTooLarge(
-            f"{path.name!r} has {width}x{height} frames ({width * height} pixels); the limit is "
-            f"{max_pixels} pixels (max_frame_pixels)",
-            {"width": width, "height": height, "max_frame_pixels": max_pixels},
-        )
 
 
 def check_decoded_size(source: MediaSource, frames: int, limit_mb: float) -> None:
