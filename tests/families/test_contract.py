@@ -30,6 +30,8 @@ from zooserve.errors import ModelLoadFailed
 from zooserve.families import FAMILIES, adapter_class
 from zooserve.families.base import ModelAdapter
 from zooserve.families.brisque import BUILTIN_ID, FEATURES, brisque_source
+from zooserve.families.darknet_yolo import FILES as DARKNET_FILES
+from zooserve.families.darknet_yolo import DarknetYoloDetector
 from zooserve.families.kinds import TrackPrompt
 from zooserve.families.mtcnn import WEIGHT_FILES, MtcnnFaceDetector
 from zooserve.families.rapidocr import SHIPPED_MODELS, RapidOcrReader
@@ -273,6 +275,15 @@ CASES = {
         weight_bytes=lambda a: sum(
             (Path(a.source) / name).stat().st_size for name in SHIPPED_MODELS.values()
         ),
+    ),
+    "darknet_yolo": Case(
+        "darknet_yolo",
+        shipped(DarknetYoloDetector, "darknet:yolov3-tiny"),
+        lambda a: detections(a.detect([skimage.data.astronaut()], None, 0.05)[0]),
+        with_one_garbled(list(DARKNET_FILES), "yolov3-tiny.weights"),
+        spec=fields(model_id="darknet:yolov3-tiny", framework="opencv"),
+        holders=lambda a: [a.model],
+        weight_bytes=lambda a: (Path(a.source) / "yolov3-tiny.weights").stat().st_size,
     ),
     "sentence_transformers": Case(
         "sentence_transformers",

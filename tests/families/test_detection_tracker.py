@@ -275,3 +275,30 @@ def test_an_object_that_stopped_while_hidden_gets_its_id_back() -> None:
         (back,) = seen[f]
         assert back.object_id == 3 and not back.occluded
         assert iou(back.box, stop_and_go(f)) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("start", "velocity"),
+    [
+        ((700.0, 200.0, 760.0, 330.0), (8.0, 0.0, 8.0, 0.0)),  # walks out at the right edge
+        ((300.0, 200.0, 400.0, 330.0), (6.0, 0.0, -6.0, 0.0)),  # shrinks: width goes negative
+    ],
+)
+def test_coasting_boxes_stay_valid_and_inside_the_frame(
+    start: tuple[float, float, float, float], velocity: tuple[float, float, float, float]
+) -> None:
+    """Issue 22: a coasting track's prediction came back inverted (x1=768, x2=767) when it
+    left the 768x576 frame; a predicted box that leaves the frame is dropped or clipped."""
+    tracker = make_tracker()
+    session = tracker.start([], 768, 576)
+    seen = []
+    for frame in range(40):
+        box = np.asarray(start) + min(frame, 7) * np.asarray(velocity)
+        found = frame < 8  # detected while it moves, then lost
+        rows = box[None].astype(np.float32) if found else np.empty((0, 4), np.float32)
+        dets = sv.Detections(xyxy=rows, confidence=np.full(len(rows), 0.9, np.float32))
+        seen += tracker.step_with_detections(session, frame, dets)
+    assert any(o.occluded for o in seen)  # it did coast
+    for o in seen:
+        x1, y1, x2, y2 = o.box
+        assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 576, o

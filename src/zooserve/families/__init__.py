@@ -18,6 +18,7 @@ FAMILIES: dict[str, str] = {
     "yolo_world": "zooserve.families.yolo_world:YoloWorldDetector",
     "opencv_hog": "zooserve.families.opencv_detectors:HogPeopleDetector",
     "opencv_cascade": "zooserve.families.opencv_detectors:CascadeDetector",
+    "darknet_yolo": "zooserve.families.darknet_yolo:DarknetYoloDetector",
     # the zoo (enrichment)
     "yolo": "zooserve.families.yolo:YoloDetector",
     "mtcnn": "zooserve.families.mtcnn:MtcnnFaceDetector",

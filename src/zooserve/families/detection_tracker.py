@@ -40,6 +40,7 @@ from trackers import ByteTrackTracker
 from zooserve.errors import ConfigError
 from zooserve.families.base import Image
 from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
+from zooserve.tracking.kalman import box_gap, box_inside, clip_box
 
 #: Confidence ByteTrack sees for a detection a prompt chose, so it always starts a track.
 PROMPTED = 1.0
@@ -149,15 +150,16 @@ class DetectionTracker(Tracker):
         for tracklet, object_id in sorted(session.object_of.items(), key=lambda item: item[1]):
             row = row_for(tracklet)
             if row is None:  # unmatched this frame: coasting on its Kalman prediction
-                box = _clip(tracklet.get_state_bbox(), session.width, session.height)
-                objects.append(TrackedObject(object_id, box, 0.0, None, occluded=True))
+                predicted = box_inside(tracklet.get_state_bbox(), session.width, session.height)
+                if predicted is not None:  # a prediction that left the frame is not reported
+                    objects.append(TrackedObject(object_id, predicted, 0.0, None, occluded=True))
                 continue
             session.last_seen[object_id] = np.asarray(linked.xyxy[row], np.float32)
             mask = linked.mask[row] if linked.mask is not None else None
             objects.append(
                 TrackedObject(
                     object_id,
-                    _clip(linked.xyxy[row], session.width, session.height),
+                    clip_box(linked.xyxy[row], session.width, session.height),
                     float(linked.data["score"][row]),
                     mask if mask is not None and mask.any() else None,
                 )
@@ -214,8 +216,8 @@ class DetectionTracker(Tracker):
             if not lost or row is None or tracklet in session.object_of:
                 continue
             box = np.asarray(linked.xyxy[row], np.float32)
-            stale = min(lost, key=lambda t: _gap(session.last_seen[lost[t]], box))
-            if _gap(session.last_seen[lost[stale]], box) > 1.0:
+            stale = min(lost, key=lambda t: box_gap(session.last_seen[lost[t]], box))
+            if box_gap(session.last_seen[lost[stale]], box) > 1.0:
                 continue
             object_id = lost.pop(stale)
             del session.object_of[stale]
@@ -316,17 +318,6 @@ def _choose(
     return int(np.argmin(np.where(inside, areas, np.inf)))
 
 
-def _gap(last: np.ndarray, box: np.ndarray) -> float:
-    """Distance of `box`'s centre from `last`'s in diagonals of `last`; inf when the areas
-    differ more than twofold (not the same object)."""
-    area = lambda b: max(float(b[2] - b[0]) * float(b[3] - b[1]), 1e-6)  # noqa: E731
-    if not 0.5 <= area(box) / area(last) <= 2.0:
-        return float("inf")
-    diagonal = float(np.hypot(last[2] - last[0], last[3] - last[1])) or 1.0
-    shift = (box[:2] + box[2:]) / 2 - (last[:2] + last[2:]) / 2
-    return float(np.hypot(*shift)) / diagonal
-
-
 def _confirm(session: ByteTrackSession) -> None:
     """Give every bound tracklet a ByteTrack id now. ByteTrack confirms a track on its second
     detection and prunes an unconfirmed one on its second missed frame: an object the caller
@@ -344,13 +335,3 @@ def _spawn_row(tracklet: Any, linked: sv.Detections) -> int | None:
         return None
     distances = np.abs(linked.xyxy[candidates] - state).sum(axis=1)
     return int(candidates[int(np.argmin(distances))])
-
-
-def _clip(box: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return (
-        min(max(x1, 0.0), width),
-        min(max(y1, 0.0), height),
-        min(max(x2, 0.0), width),
-        min(max(y2, 0.0), height),
-    )

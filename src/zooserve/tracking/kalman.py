@@ -123,3 +123,33 @@ def mask_box(mask: np.ndarray) -> np.ndarray | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
+
+
+def box_gap(last: np.ndarray, box: np.ndarray) -> float:
+    """Distance of `box`'s centre from `last`'s in diagonals of `last`; inf when the areas
+    differ more than twofold (not the same object)."""
+    area = lambda b: max(float(b[2] - b[0]) * float(b[3] - b[1]), 1e-6)  # noqa: E731
+    if not 0.5 <= area(box) / area(last) <= 2.0:
+        return float("inf")
+    diagonal = float(np.hypot(last[2] - last[0], last[3] - last[1])) or 1.0
+    shift = (box[:2] + box[2:]) / 2 - (last[:2] + last[2:]) / 2
+    return float(np.hypot(*shift)) / diagonal
+
+
+def box_inside(
+    box: np.ndarray, width: int, height: int
+) -> tuple[float, float, float, float] | None:
+    """A predicted box clipped to the frame, or None when it is inverted (the Kalman filter's
+    width or height went negative) or less than a pixel of it lies inside the frame."""
+    x1, y1, x2, y2 = clip_box(box, width, height)
+    return (x1, y1, x2, y2) if x2 - x1 >= 1 and y2 - y1 >= 1 else None
+
+
+def clip_box(box: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+        min(max(x2, 0.0), width),
+        min(max(y2, 0.0), height),
+    )
