@@ -78,6 +78,8 @@ def test_shipped_config_is_valid_and_lists_the_zoo() -> None:
             lambda c: c["tasks"].update(dancing={"selected": "face", "options": ["face"]}),
             "tasks.dancing",
         ),
+        (lambda c: c.update(max_json_mb=0), "max_json_mb: Input should be greater than 0"),
+        (lambda c: c.update(max_json_mb=512), "max_json_mb: Input should be less than or equal"),
     ],
 )
 def test_config_mistakes_name_file_and_key(tmp_path: Path, mutate, expected: str) -> None:
@@ -100,6 +102,15 @@ def test_env_overrides_top_level_keys(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ZOOSERVE_DEVICE", "tpu")
     with pytest.raises(ConfigError, match="device"):
         load_config(path)
+
+
+def test_json_bodies_have_a_small_limit_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert (config.max_json_mb, config.max_request_mb) == (4, 512)
+    monkeypatch.setenv("ZOOSERVE_MAX_JSON_MB", "0.5")
+    assert load_config(write(tmp_path, MINIMAL)).max_json_mb == 0.5
 
 
 def test_keep_alive_durations() -> None:

@@ -202,9 +202,11 @@ class Config(_Strict):
         default_factory=lambda: ["person", "car", "bicycle", "dog", "cat"]
     )
     max_frames_per_request: int = Field(default=256, ge=1)
-    #: Largest request body (uploads included), MB; bigger bodies get a 413.
+    #: Largest upload (multipart, streamed to disk), MB; bigger bodies get a 413.
     max_request_mb: float = Field(default=512, gt=0)
-    #: Origins allowed by CORS (none by default).
+    #: Largest JSON (any non-upload) body, MB: parsed whole in memory; 413 before reading.
+    max_json_mb: float = Field(default=4, gt=0, le=64)
+    #: Origins allowed by CORS and to post from a browser (none by default: only this server's).
     cors_origins: list[str] = Field(default_factory=list)
     #: One JSON object per log line instead of text.
     log_json: bool = False
@@ -326,6 +328,7 @@ def _env_overrides() -> dict[str, Any]:
         "host_memory_budget_mb",
         "max_frames_per_request",
         "max_request_mb",
+        "max_json_mb",
         "log_json",
         "jobs_keep",
         "jobs_max_age_s",

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from zooserve.api.metrics import Metrics
-from zooserve.api.middleware import ServiceMiddleware, json_nesting_exceeds
+from zooserve.api.middleware import ServiceMiddleware
+from zooserve.api.request_guards import json_nesting_exceeds
 from zooserve.api.routes_track import TrackRequest
 from zooserve.api.server import BackgroundServer
 

@@ -18,12 +18,13 @@ from zooserve.api.uploads import UPLOAD_DIR, sweep_stale_uploads
 from zooserve.catalog import load_config
 
 
-def face_only_config(folder: Path, media_root: Path) -> Path:
+def face_only_config(folder: Path, media_root: Path, **settings: object) -> Path:
     """A server over `media_root` with only the shipped OpenCV face cascade: starts in ms."""
     config = {
         "device": "cpu",
         "media_root": str(media_root),
         "models": {"face": cascade("haarcascade_frontalface_default.xml", "face")},
+        **settings,
     }
     path = folder / "models.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -176,6 +176,21 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    tidy_openapi(app)
+    add_service_layers(app, config, api_key=key, metrics=metrics, routes=body_media_types(app))
+    return app
+
+
+def add_service_layers(
+    app: FastAPI,
+    config: Config,
+    *,
+    api_key: str | None,
+    metrics: Metrics,
+    routes: dict[tuple[str, str], frozenset[str]],
+) -> None:
+    """CORS (inside) and ServiceMiddleware (outside, so it sees every request first) with
+    the config's limits; `routes` is body_media_types of the app that serves the routes."""
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -183,13 +198,13 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    tidy_openapi(app)
     app.add_middleware(
         ServiceMiddleware,
-        api_key=key,
+        api_key=api_key,
         max_body_bytes=int(config.max_request_mb * MB),
         metrics=metrics,
         max_json_depth=config.max_json_depth,
-        body_media_types=body_media_types(app),
+        body_media_types=routes,
+        max_json_bytes=int(config.max_json_mb * MB),
+        allowed_origins=config.cors_origins,
     )
-    return app

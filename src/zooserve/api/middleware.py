@@ -1,7 +1,7 @@
 """One ASGI middleware for what every request needs: a request id, the optional API key,
-the body's size, media type and nesting depth, per-route metrics, and the request's context
-for the manager (`request_context.client_gone`). Pure ASGI so streamed responses pass
-untouched."""
+the checks of request_guards (cross-site browsers, body size by kind, media type, nesting
+depth), per-route metrics, and the request's context for the manager
+(`request_context.client_gone`). Pure ASGI so streamed responses pass untouched."""
 
 from __future__ import annotations
 
@@ -9,37 +9,44 @@ import asyncio
 import hmac
 import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import anyio
-import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zooserve import request_context
 from zooserve.api.metrics import Metrics
+from zooserve.api.request_guards import (
+    BODY_METHODS,
+    DEFAULT_MAX_JSON_BYTES,
+    BodyLimit,
+    BodyLimits,
+    Refused,
+    SameSitePolicy,
+    check_media_type,
+    declared_length,
+    is_json,
+    json_nesting_exceeds,
+    media_type,
+    read_body,
+)
 from zooserve.logs import request_id
 
 log = logging.getLogger("zooserve.access")
 #: Reachable without the API key: liveness for load balancers and the dashboard's page shell.
 PUBLIC_PATHS = ("/health", "/ui")
-JSON = "application/json"
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: A JSON string, or an unterminated one up to the end: linear, never backtracks per quote.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
-async def _reply(send: Send, status: int, code: str, message: str, rid: str) -> None:
-    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+async def _reply(send: Send, refusal: Refused, rid: str) -> None:
+    error = {"code": refusal.code, "message": refusal.message, "details": {}}
     headers = [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())]
-    if status == 401:
+    if refusal.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps({"error": error}).encode()})
 
 
 def holds_key(scope: Scope, key: str) -> bool:
@@ -60,59 +67,67 @@ def _presented_key(scope: Scope) -> str | None:
     return key.decode("latin-1") if key else None
 
 
-def media_type(content_type: str) -> str:
-    """`application/json; charset=utf-8` -> `application/json`."""
-    return content_type.split(";", 1)[0].strip().lower()
+class _Exchange:
+    """One request's messages as the app sees them: the body counted against its limit (a
+    chunked body has no Content-Length to refuse up front), every response tagged with the
+    request id, and whether the client has gone."""
 
+    def __init__(self, receive: Receive, send: Send, rid: str) -> None:
+        self.source, self.client_send, self.rid = receive, send, rid
+        self.limit = BodyLimit(0, "max_request_mb")
+        self.status = 500  # what the metrics and the access log record
+        self.received = 0
+        self.started_response = False
+        self.rejected = False
+        self.body_read = False  # the app has had the whole body: only a disconnect may follow
+        self.gone = False  # a disconnect was seen (by the app, or by client_gone)
 
-def is_json(media: str) -> bool:
-    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+    async def refuse(self, refusal: Refused) -> None:
+        self.status = refusal.status
+        await _reply(self.client_send, refusal, self.rid)
 
+    async def receive(self) -> Message:
+        if self.rejected or self.gone:
+            return {"type": "http.disconnect"}
+        message = await self.source()
+        if message["type"] == "http.disconnect":
+            self.gone = True
+            return message
+        self.body_read = not message.get("more_body", False)
+        self.received += len(message.get("body", b""))
+        if self.received > self.limit.max_bytes:
+            # Answer 413 now (the app would turn an exception here into a 400 "error parsing
+            # the body") and tell the app the client is gone; send() drops what it still sends.
+            self.rejected = True
+            if not self.started_response:
+                await self.refuse(self.limit.exceeded())
+            return {"type": "http.disconnect"}
+        return message
 
-def json_nesting_exceeds(body: bytes, limit: int) -> bool:
-    """Whether the JSON text opens more than `limit` arrays/objects inside each other.
+    async def send(self, message: Message) -> None:
+        if self.rejected:
+            return
+        if message["type"] == "http.response.start":
+            self.started_response = True
+            self.status = message["status"]
+            message.setdefault("headers", [])
+            message["headers"] = [*message["headers"], (b"x-request-id", self.rid.encode())]
+        await self.client_send(message)
 
-    Counted on the bytes, outside strings, before any parser recurses (a parser's own limit
-    is a RecursionError). C-speed passes: strings cut out, brackets kept, depth by cumsum.
-    """
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return False
-    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    codes = np.frombuffer(brackets, np.uint8)
-    depth = 0
-    for start in range(0, len(codes), 1 << 20):
-        part = codes[start : start + (1 << 20)]
-        running = np.cumsum(np.where((part == ord("[")) | (part == ord("{")), 1, -1)) + depth
-        if int(running.max()) > limit:
-            return True
-        depth = int(running[-1])
-    return False
-
-
-def _content_length(headers: Mapping[bytes, bytes]) -> int | None:
-    """The declared length; None when absent. ValueError for anything but a plain number."""
-    raw = headers.get(b"content-length")
-    if raw is None:
-        return None
-    text = raw.decode("latin-1").strip()
-    if not text.isdigit() or not text.isascii():
-        raise ValueError(text)
-    return int(text)
-
-
-class _Refused(Exception):
-    """A request answered by the middleware itself, before the app sees it."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+    async def client_gone(self) -> bool:
+        """Whether the client left, without waiting; False until the app has read the whole
+        body, so no body message is ever taken from the app."""
+        if not self.gone and self.body_read:
+            self.gone = await disconnect_waiting(self.source)
+        return self.gone or self.rejected
 
 
 class ServiceMiddleware:
     """`body_media_types` maps (method, path) of each route with a body to the media types it
-    takes; any other declared type is a 415, so a cross-site form (text/plain,
-    form-urlencoded) cannot reach a JSON route without a CORS preflight. Keys are literal
-    paths: a body route with a path parameter would need a pattern here."""
+    takes; any other declared type is a 415. Keys are literal paths: a body route with a path
+    parameter would need a pattern here. Uploads may be up to `max_body_bytes`; every other
+    body up to `max_json_bytes`. State-changing requests from browsers on other sites than
+    this one and `allowed_origins` are a 403."""
 
     def __init__(
         self,
@@ -123,13 +138,16 @@ class ServiceMiddleware:
         metrics: Metrics,
         max_json_depth: int = 32,
         body_media_types: Mapping[tuple[str, str], frozenset[str]] | None = None,
+        max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+        allowed_origins: Collection[str] = (),
     ) -> None:
         self.app = app
         self.api_key = api_key
-        self.max_body_bytes = max_body_bytes
+        self.limits = BodyLimits(max_upload_bytes=max_body_bytes, max_json_bytes=max_json_bytes)
         self.metrics = metrics
         self.max_json_depth = max_json_depth
         self.body_media_types = dict(body_media_types or {})
+        self.same_site = SameSitePolicy.from_origins(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,163 +156,75 @@ class ServiceMiddleware:
         headers = dict(scope.get("headers") or [])
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
         token = request_id.set(rid)
-        path: str = scope["path"]
-        method: str = scope["method"]
-        status = {"code": 500}
+        exchange = _Exchange(receive, send, rid)
         started = time.perf_counter()
         try:
             try:
-                admitted = await self._admit(scope, headers, receive)
-            except _Refused as refusal:
-                status["code"] = refusal.status
-                await _reply(send, refusal.status, refusal.code, refusal.message, rid)
+                admitted = await self._admit(scope, headers, exchange)
+            except Refused as refusal:
+                await exchange.refuse(refusal)
                 return
-            if admitted is None:  # the client left while its body was read
-                status["code"] = 499
+            if not admitted:  # the client left while its body was read
+                exchange.status = 499
                 return
-            receive = admitted
-            received = 0
-            started_response = False
-            rejected = False
-            body_read = False  # the app has had the whole body: only a disconnect may follow
-            gone = False  # a disconnect was seen (by the app, or by client_gone)
-
-            async def limited_receive() -> Message:
-                nonlocal received, rejected, body_read, gone
-                if rejected or gone:
-                    return {"type": "http.disconnect"}
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    gone = True
-                    return message
-                body_read = not message.get("more_body", False)
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    # A body without Content-Length ran over: answer 413 now (the app would
-                    # turn an exception here into a 400 "error parsing the body") and tell the
-                    # app the client is gone; tagged_send drops whatever it still sends.
-                    rejected = True
-                    if not started_response:
-                        status["code"] = 413
-                        await _reply(
-                            send,
-                            413,
-                            "payload_too_large",
-                            f"request body exceeds {self.max_body_bytes} bytes",
-                            rid,
-                        )
-                    return {"type": "http.disconnect"}
-                return message
-
-            async def tagged_send(message: Message) -> None:
-                nonlocal started_response
-                if rejected:
-                    return
-                if message["type"] == "http.response.start":
-                    started_response = True
-                    status["code"] = message["status"]
-                    message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
-                await send(message)
-
-            async def client_gone() -> bool:
-                """Whether the client left, without waiting; False until the app has read the
-                whole body, so no body message is ever taken from the app."""
-                nonlocal gone
-                if not gone and body_read:
-                    gone = await disconnect_waiting(receive)
-                return gone or rejected
-
             settings = (
-                request_context.client_gone.set(client_gone),
+                request_context.client_gone.set(exchange.client_gone),
                 request_context.keep_alive.set(None),  # routes set the body's own
             )
             try:
-                await self.app(scope, limited_receive, tagged_send)
+                await self.app(scope, exchange.receive, exchange.send)
             finally:
                 request_context.keep_alive.reset(settings[1])
                 request_context.client_gone.reset(settings[0])
         finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            model = (
-                scope.get("state", {}).get("model", "-")
-                if isinstance(scope.get("state"), dict)
-                else "-"
-            )
-            self.metrics.requests.labels(route, method, str(status["code"]), model).inc()
-            self.metrics.latency.labels(route, model).observe(elapsed)
-            if path != "/metrics":
-                log.info("%s %s %s %.1f ms", method, path, status["code"], elapsed * 1000)
+            self._record(scope, exchange.status, time.perf_counter() - started)
             request_id.reset(token)
 
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        """Per-route metrics and the access log line."""
+        route = _route_template(scope)
+        state = scope.get("state")
+        model = state.get("model", "-") if isinstance(state, dict) else "-"
+        self.metrics.requests.labels(route, scope["method"], str(status), model).inc()
+        self.metrics.latency.labels(route, model).observe(elapsed)
+        if scope["path"] != "/metrics":
+            log.info("%s %s %s %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
+
     async def _admit(
-        self, scope: Scope, headers: Mapping[bytes, bytes], receive: Receive
-    ) -> Receive | None:
-        """Key, declared length, media type and (for JSON) the whole body's nesting depth."""
+        self, scope: Scope, headers: Mapping[bytes, bytes], exchange: _Exchange
+    ) -> bool:
+        """Key, origin, declared length, media type and (for JSON) the whole body's nesting
+        depth; False when the client left while its body was read."""
         method, path = scope["method"], scope["path"]
         # CORS preflights carry no credentials; CORSMiddleware (inside) answers them.
         public = method == "OPTIONS" or path.startswith(PUBLIC_PATHS)
         if self.api_key and not public and not holds_key(scope, self.api_key):
-            raise _Refused(401, "unauthorized", "missing or wrong API key")
-        try:
-            declared = _content_length(headers)
-        except ValueError:
-            raise _Refused(
-                400, "bad_request", "Content-Length must be a non-negative integer"
-            ) from None
-        if declared is not None and declared > self.max_body_bytes:
-            raise _Refused(
-                413,
-                "payload_too_large",
-                f"request body is {declared} bytes; the limit is {self.max_body_bytes}",
-            )
+            raise Refused(401, "unauthorized", "missing or wrong API key")
+        self.same_site.check(method, headers)
+        declared = declared_length(headers)
         content_type = headers.get(b"content-type")
         media = media_type(content_type.decode("latin-1")) if content_type is not None else ""
         accepted = self.body_media_types.get((method, path))
-        if accepted is not None:
-            has_body = bool(declared) or b"transfer-encoding" in headers
-            if (content_type is not None or has_body) and not (
-                media in accepted or (is_json(media) and JSON in accepted)
-            ):
-                raise _Refused(
-                    415,
-                    "unsupported_media_type",
-                    f"{path} takes {' or '.join(sorted(accepted))}, "
-                    f"not {media or 'a body without Content-Type'}",
-                )
+        exchange.limit = self.limits.for_body(media, accepted)
+        exchange.limit.check_declared(declared)
+        sent = content_type is not None or bool(declared) or b"transfer-encoding" in headers
+        check_media_type(path, media, accepted, sent)
         if method not in BODY_METHODS or not is_json(media):
-            return receive
-        body = await self._read_body(receive)
+            return True
+        body = await read_body(exchange.source, exchange.limit)
         if body is None:
-            return None
+            return False
         # ~10 ms a megabyte: a big body is scanned off the event loop.
         scan = asyncio.to_thread if len(body) > 1 << 20 else _call
         if await scan(json_nesting_exceeds, body, self.max_json_depth):
-            raise _Refused(
+            raise Refused(
                 422,
                 "invalid_request",
                 f"invalid request: the JSON body nests arrays/objects deeper than "
                 f"{self.max_json_depth} levels (max_json_depth)",
             )
-        return _replay(body, receive)
-
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole body (None if the client left), refused once it runs over the limit."""
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _Refused(
-                    413, "payload_too_large", f"request body exceeds {self.max_body_bytes} bytes"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        exchange.source = _replay(body, exchange.source)
+        return True
 
 
 async def _call(function: Callable[..., bool], *args: Any) -> bool:

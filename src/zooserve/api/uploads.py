@@ -19,17 +19,23 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
-from zooserve.api.middleware import json_nesting_exceeds
+from zooserve.api.request_guards import json_nesting_exceeds
 from zooserve.api.request_settings import KEEP_ALIVE_DOC, apply_request_settings
 from zooserve.errors import BadRequest, InvalidRequest, UploadNotStored, ZooError
+from zooserve.memory import MB
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 UPLOAD_DIR = ".uploads"
 #: Settings an upload form may also give as parts of their own, beside `request`.
 SETTING_PARTS = ("keep_alive",)
+#: Parts a form may hold. Text parts are kept in memory, and each file's first megabyte
+#: (Starlette's defaults, 1,000 of each, let a 512 MB form sit in memory).
+MAX_FORM_FIELDS = 8
+MAX_FORM_FILES = 2
 
 
 def sweep_stale_uploads(media_root: Path) -> int:
@@ -86,6 +92,24 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"invalid request: {where}", {"errors": errors})
 
 
+def _setting(request: Request, name: str, default: float) -> float:
+    """A setting of the serving app's config (tests may serve without a manager)."""
+    config = getattr(getattr(request.app.state, "manager", None), "config", None)
+    return float(getattr(config, name, default))
+
+
+async def _read_form(request: Request) -> FormData:
+    """The multipart form, its parts bounded: the `request` part is JSON, so it has JSON's
+    limit (max_json_mb); the file itself streams to disk."""
+    max_part = int(_setting(request, "max_json_mb", 4) * MB)
+    try:
+        return await request.form(
+            max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS, max_part_size=max_part
+        )
+    except HTTPException as exc:  # Starlette's 400 for a malformed or oversized form
+        raise BadRequest(f"invalid multipart form: {exc.detail}") from exc
+
+
 def _save(upload: UploadFile, path: Path) -> None:
     with path.open("wb") as out:
         shutil.copyfileobj(upload.file, out)
@@ -123,7 +147,7 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
         apply_request_settings(parsed)
         yield parsed
         return
-    form = await request.form()
+    form = await _read_form(request)
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise BadRequest("multipart requests need a `file` part (the video or image)")
@@ -131,8 +155,7 @@ async def task_request(request: Request, model: type[M], media_root: Path) -> As
     if len(parts) > 1 or (parts and not isinstance(parts[0], str)):
         raise InvalidRequest("the `request` part must be one text field holding a JSON object")
     raw = str(parts[0]) if parts else "{}"
-    config = getattr(getattr(request.app.state, "manager", None), "config", None)
-    limit = int(getattr(config, "max_json_depth", 32))
+    limit = int(_setting(request, "max_json_depth", 32))
     if json_nesting_exceeds(raw.encode(), limit):
         raise InvalidRequest(f"the `request` part nests deeper than {limit} levels")
     try:

@@ -251,5 +251,7 @@ def build_ingress_app(
         metrics=Metrics(),
         max_json_depth=config.max_json_depth,
         body_media_types=body_media_types(create_app(config, api_key=api_key or "")),
+        max_json_bytes=int(config.max_json_mb * MB),
+        allowed_origins=config.cors_origins,
     )
     return app
