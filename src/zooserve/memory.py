@@ -54,6 +54,10 @@ class MemoryProbe(Protocol):
     device: str
 
     def total_bytes(self) -> int: ...
+    def free_bytes(self) -> int:
+        """Memory free on the device now (at start: what the budget may take)."""
+        ...
+
     def measure_load(self, adapter: ModelAdapter, before: int) -> int: ...
     def allocated_bytes(self) -> int: ...
     def reserved_bytes(self) -> int: ...
@@ -76,6 +80,9 @@ class CpuProbe:
         self.device = device
 
     def total_bytes(self) -> int:
+        return int(psutil.virtual_memory().available)
+
+    def free_bytes(self) -> int:
         return int(psutil.virtual_memory().available)
 
     def measure_load(self, adapter: ModelAdapter, before: int) -> int:
@@ -117,6 +124,11 @@ class CudaProbe:
     def total_bytes(self) -> int:
         return int(torch.cuda.get_device_properties(self.index).total_memory)
 
+    def free_bytes(self) -> int:
+        """The driver's free figure: the CUDA context, torch's cache (reserved, allocated or
+        not) and every other process are already taken out of it."""
+        return int(torch.cuda.mem_get_info(self.index)[0])
+
     def measure_load(self, adapter: ModelAdapter, before: int) -> int:
         torch.cuda.synchronize(self.index)
         allocated = max(0, self.allocated_bytes() - before)
@@ -153,6 +165,19 @@ class CudaProbe:
         except Exception:
             uuid = None
         return nvml_process_bytes(self.index, uuid)
+
+
+#: Left free beside an "auto" budget on CUDA: cuDNN/cuBLAS workspaces, allocator slack.
+CUDA_MARGIN_BYTES = 1024 * MB
+
+
+def auto_budget_bytes(probe: MemoryProbe) -> int:
+    """`memory_budget_mb: auto`: half the available RAM on the CPU; on CUDA 0.9 x the device's
+    memory, but never more than was free at start less a margin (another process, or this
+    one's CUDA context, already holds the rest)."""
+    if not probe.device.startswith("cuda"):
+        return int(probe.total_bytes() * 0.5)
+    return max(0, int(min(0.9 * probe.total_bytes(), probe.free_bytes() - CUDA_MARGIN_BYTES)))
 
 
 def probe_for(device: str) -> MemoryProbe:
@@ -294,12 +319,14 @@ def unload_verified(holder: list[ModelAdapter], expected: int, probe: MemoryProb
     """Drop the adapter (the caller passes its only reference inside `holder`) and verify.
 
     Verification: every torch module the adapter held must be garbage-collected; on CUDA the
-    allocator must also give back (about) the measured bytes. Memory outside torch (ONNX
-    Runtime, OpenCV) is invisible to that allocator, so there the CPU rule applies.
+    bytes recovered are the measured bytes less the storages of its tensors still alive. Not
+    the allocator's device-wide figure before and after: other lanes allocate meanwhile (a
+    false `unload_incomplete`, or a leak hidden by their frees). Memory outside torch (ONNX
+    Runtime, OpenCV) is invisible to torch, so there the CPU rule applies.
     """
     adapter = holder.pop()
     modules = [weakref.ref(module) for module in adapter.torch_modules()]
-    before = probe.allocated_bytes()
+    tensors = [weakref.ref(t) for m in adapter.torch_modules() for t in _module_tensors(m)]
     rss_before = rss_bytes()
     adapter.unload()
     del adapter
@@ -310,7 +337,18 @@ def unload_verified(holder: list[ModelAdapter], expected: int, probe: MemoryProb
         probe.release_cache()
     leaked = sum(ref() is not None for ref in modules)
     if probe.device.startswith("cuda") and modules:
-        recovered = max(0, before - probe.allocated_bytes())
+        alive = [tensor for ref in tensors if (tensor := ref()) is not None]
+        recovered = max(0, expected - _storage_bytes(alive))
     else:
         recovered = expected if leaked == 0 else 0
     return UnloadOutcome(recovered, expected, rss_bytes() - rss_before, leaked)
+
+
+def _module_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def _storage_bytes(tensors: list[torch.Tensor]) -> int:
+    """Bytes of the distinct storages under `tensors` (views and tied weights counted once)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
