@@ -79,8 +79,9 @@ async def test_quantized_models_never_park(tmp_path: Path) -> None:
 
 def test_parked_weights_are_one_host_allocation_with_every_tensor_a_view() -> None:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.BatchNorm1d(5), torch.nn.Linear(5, 7))
-    net[2].weight = torch.nn.Parameter(net[0].weight.t())  # a tied, non-contiguous view
+    first, last = torch.nn.Linear(7, 5), torch.nn.Linear(5, 7)
+    last.weight = torch.nn.Parameter(first.weight.t())  # a tied, non-contiguous view
+    net = torch.nn.Sequential(first, torch.nn.BatchNorm1d(5), last)
     before = {name: t.clone() for name, t in net.state_dict().items()}
     storages = {
         t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
@@ -102,7 +103,7 @@ def test_parked_weights_are_one_host_allocation_with_every_tensor_a_view() -> No
     assert total == sum(-(-nbytes // ALIGN) * ALIGN for nbytes in storages.values())
     for name, tensor in net.state_dict().items():
         assert torch.equal(tensor, before[name]), name
-    assert net[2].weight.data_ptr() == net[0].weight.data_ptr()  # still tied
+    assert last.weight.data_ptr() == first.weight.data_ptr()  # still tied
     assert torch.equal(net(torch.ones(2, 7)), net(torch.ones(2, 7)))
 
 
