@@ -6,6 +6,7 @@ Ray must start here: if it cannot, these tests fail (nothing is skipped).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -25,6 +26,8 @@ from tests.offline_models import offline_models
 from zooserve.api.server import free_port
 from zooserve.jobs import JobStore
 from zooserve.ray import build_app
+from zooserve.ray.asgi import Forwarded
+from zooserve.ray.directory import directory
 
 KEY = "ray-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -232,6 +235,44 @@ def test_a_model_that_fits_nowhere_evicts_on_one_replica_only(client: httpx.Clie
     assert info["loaded_models"] == sorted({"owl", *before[other]})
 
 
+def load_on(replica: str, model: str) -> httpx.Response:
+    """Load `model` on one named replica: the directory's ask (Ray routes by model instead)."""
+    body = json.dumps({"model_id": model}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"authorization", AUTH["Authorization"].encode()),
+    ]
+    ask = directory("zooserve").ask.remote(
+        replica, Forwarded("POST", "/models/load", b"", headers, body), 60
+    )
+    reply = ray.get(ask)
+    assert reply is not None, f"{replica} did not answer"
+    return httpx.Response(reply.status, content=reply.body)
+
+
+def test_unload_acts_on_every_replica_holding_the_model(client: httpx.Client) -> None:
+    unload_everywhere(client)
+    names = sorted(held(client))
+    for replica in names:
+        loaded = load_on(replica, "face")
+        assert loaded.status_code == 200, loaded.text
+    wait_until(lambda: held(client) == {r: ["face"] for r in names}, message="face on both")
+
+    response = client.post("/models/unload", json={"model_id": "face"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "unloaded" and sorted(body["unloaded_from"]) == names
+    assert sorted((r["replica"], r["status"]) for r in body["replicas"]) == [
+        (name, "unloaded") for name in names
+    ]
+    assert all(r["http_status"] == 200 and r["model_id"] == "face" for r in body["replicas"])
+    wait_until(lambda: held(client) == {r: [] for r in names}, message="face gone everywhere")
+    again = client.post("/models/unload", json={"model_id": "face"}).json()
+    assert again["status"] == "not_loaded" and again["unloaded_from"] == []
+    unknown = client.post("/models/unload", json={"model_id": "no-such-model"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+
+
 def test_killing_a_replica_mid_request_gives_503_and_the_app_keeps_serving(
     client: httpx.Client, tmp_path: Path
 ) -> None:
@@ -267,3 +308,22 @@ def test_killing_a_replica_mid_request_gives_503_and_the_app_keeps_serving(
         "Ray to replace the killed replica",
     )
     assert len(replaced) == 2
+
+
+def test_a_stream_cut_by_a_dying_replica_ends_with_an_error_line(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    """Before: the 200 NDJSON body just stopped (no error line, no summary)."""
+    wait_until(lambda: len(replicas(client)) == 2, 60, "two replicas reporting")
+    pid_file = tmp_path / "pid"
+    params: dict[str, str | int] = {"pid_file": str(pid_file), "seconds": 60}
+    with client.stream("POST", "/_debug/stream", params=params) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = response.iter_lines()
+        assert json.loads(next(lines))["type"] == "frame"
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the stream's pid")
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        rest = [json.loads(line) for line in lines if line]
+    assert [line["type"] for line in rest] == ["error"], rest
+    assert rest[-1]["error"]["code"] == "replica_unavailable"

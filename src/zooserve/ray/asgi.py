@@ -3,7 +3,9 @@
 The ingress packs what it received (method, path, query, headers, body) into a `Forwarded`;
 the replica runs it through the real zooserve app and streams back the response as it is
 sent: first a `Start` (status and headers), then the body's chunks. A streamed response
-(NDJSON tracking, server-sent events) therefore streams end to end.
+(NDJSON tracking, server-sent events) therefore streams end to end. An upload's body is not
+carried: the ingress spools it to shared storage (spool.py) and the replica's app reads it
+from there a chunk at a time, so no process holds a whole upload in memory.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from starlette.types import ASGIApp, Message
 
 log = logging.getLogger("zooserve.ray")
+#: Bytes of a spooled body handed to the app per `receive`.
+BODY_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -27,12 +32,26 @@ class Forwarded:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""
     client: tuple[str, int] | None = None
+    #: The body, spooled to a file every replica can read (then `body` is empty).
+    body_path: str | None = None
 
 
 @dataclass(frozen=True)
 class Start:
     status: int
     headers: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A whole response (for requests answered by every replica, not streamed)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k.lower() == name), None)
 
 
 def scope_for(request: Forwarded) -> dict[str, object]:
@@ -55,13 +74,21 @@ def scope_for(request: Forwarded) -> dict[str, object]:
 
 async def run_asgi(app: ASGIApp, request: Forwarded) -> AsyncIterator[Start | bytes]:
     """Yield the app's response to `request`: a Start, then body chunks. Closing the
-    iterator early (the client left) tells the app its client disconnected."""
+    iterator early (the client left) tells the app its client disconnected. A spooled body
+    that cannot be opened raises OSError before anything is yielded."""
     messages: asyncio.Queue[Message | None] = asyncio.Queue()
     closed = asyncio.Event()
+    spooled: BinaryIO | None = None
+    if request.body_path is not None:
+        spooled = await asyncio.to_thread(open, request.body_path, "rb")
     delivered = False
 
     async def receive() -> Message:
         nonlocal delivered
+        if spooled is not None and not delivered:
+            chunk = await asyncio.to_thread(spooled.read, BODY_CHUNK)
+            delivered = len(chunk) < BODY_CHUNK
+            return {"type": "http.request", "body": chunk, "more_body": not delivered}
         if not delivered:
             delivered = True
             return {"type": "http.request", "body": request.body, "more_body": False}
@@ -96,3 +123,16 @@ async def run_asgi(app: ASGIApp, request: Forwarded) -> AsyncIterator[Start | by
             await asyncio.wait_for(asyncio.shield(task), 5)
         if not task.done():
             task.cancel()
+        if spooled is not None:
+            spooled.close()
+
+
+async def collect(app: ASGIApp, request: Forwarded) -> Reply:
+    """The app's whole response to `request`."""
+    start, chunks = Start(500, []), []
+    async for item in run_asgi(app, request):
+        if isinstance(item, Start):
+            start = item
+        else:
+            chunks.append(item)
+    return Reply(start.status, start.headers, b"".join(chunks))

@@ -4,30 +4,30 @@ Every request passes the same ServiceMiddleware as the single-node server (API k
 size, media type, JSON depth, request id), then:
 
 - /health and /models/info answer from the replicas' merged reports (views.py);
+- /models/unload acts on every replica (unload.py);
 - /api/jobs* run here, over the shared job store: a job's work is forwarded to a replica
   like any request, and re-run on another replica if its replica dies;
 - everything else is forwarded as it came (method, path, query, headers, body) to a
   replica, routed by the model the request will use (routing.py), and its response is
-  streamed back as the replica's app sends it.
+  streamed back as the replica's app sends it. An upload (multipart) is spooled to shared
+  storage as it arrives and the replica reads it from there (spool.py).
 
 A replica that dies before answering gives 503 `replica_unavailable` with Retry-After;
-GET/HEAD/OPTIONS are retried on another replica first. A replica that dies in the middle of a
-streamed body cuts the body short (its status was already sent).
+GET/HEAD/OPTIONS are retried on another replica first. One that dies in the middle of a
+streamed body cuts it short; an NDJSON stream then ends with an error line (forwarding.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, StreamingResponse
-from ray.exceptions import RayError
-from ray.serve.exceptions import RayServeException
+from fastapi.responses import JSONResponse
 
 from zooserve import __version__
 from zooserve.api import routes_jobs
@@ -43,22 +43,20 @@ from zooserve.jobs import JobRunner, JobStore, Progress
 from zooserve.logs import request_id
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
-from zooserve.ray.asgi import Forwarded, Start
+from zooserve.ray.asgi import Forwarded
+from zooserve.ray.forwarding import ForwardedResponse, Forwarder
 from zooserve.ray.routing import JOB_ROUTES, request_fields, routing_key
+from zooserve.ray.spool import Spool, is_multipart, spool_body, sweep_spools
+from zooserve.ray.unload import unload_everywhere
 from zooserve.ray.views import merge_health, merge_models_info, public_health
 
 log = logging.getLogger("zooserve.ray")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Tries of a request that may run twice (idempotent routes, async jobs' work).
 RETRIES = 3
-RETRY_AFTER_S = 1
 #: Request headers that describe the client's connection, not the request.
 HOP_BY_HOP = frozenset({b"connection", b"transfer-encoding", b"content-length", b"expect"})
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-class ReplicaUnavailable(ZooError):
-    status, code = 503, "replica_unavailable"
 
 
 class ForwardedError(ZooError):
@@ -69,78 +67,31 @@ class ForwardedError(ZooError):
         self.status, self.code = status, str(error.get("code", "internal_error"))
 
 
-class Body:
-    """The rest of a replica's answer; `complete` stays False when the replica died midway
-    (the status line was already sent: the body is cut short)."""
-
-    def __init__(self, stream: Any, request: Forwarded) -> None:
-        self.stream, self.request, self.complete = stream, request, False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.stream:
-                yield chunk
-        except (RayError, RayServeException) as exc:
-            log.warning("%s %s: replica failed mid-body: %r", *self._what(), exc)
-            return
-        self.complete = True
-
-    def _what(self) -> tuple[str, str]:
-        return self.request.method, self.request.path
-
-
-class Forwarder:
-    """Calls the replicas' `handle` as a stream: the first item is the response's Start."""
-
-    def __init__(self, replicas: Any) -> None:
-        self.replicas = replicas
-
-    async def open(
-        self, request: Forwarded, model: str | None, tries: int = 1
-    ) -> tuple[Start, Body]:
-        last: BaseException | None = None
-        for _ in range(tries):
-            options: dict[str, Any] = {"stream": True}
-            if model:
-                options["multiplexed_model_id"] = model
-            stream = self.replicas.options(**options).handle.remote(request)
-            try:
-                first = await stream.__anext__()
-            except (RayError, RayServeException, StopAsyncIteration) as exc:
-                log.warning("%s %s: replica failed: %r", request.method, request.path, exc)
-                last = exc
-                continue
-            return first, Body(stream, request)
-        raise ReplicaUnavailable(
-            "the replica serving this request stopped before answering; retry",
-            {"reason": type(last).__name__},
-            retry_after=RETRY_AFTER_S,
-        )
-
-    async def fetch(
-        self, request: Forwarded, model: str | None, tries: int
-    ) -> tuple[int, dict[str, Any]]:
-        """The whole JSON answer (for jobs): re-run on another replica if one dies midway."""
-        for attempt in range(tries):
-            start, body = await self.open(request, model, tries)
-            chunks = [chunk async for chunk in body]
-            if body.complete:
-                return start.status, json.loads(b"".join(chunks) or b"{}")
-            log.warning("%s: replica died mid-answer (try %d)", request.path, attempt + 1)
-        raise ReplicaUnavailable("replicas kept failing; retry", retry_after=RETRY_AFTER_S)
-
-
 def _ingress_owned(header: bytes) -> bool:
     """Response headers the ingress's own middleware sets (never twice)."""
     return header == b"x-request-id" or header.startswith(b"access-control-")
 
 
-def forwarded_headers(request: Request, body: bytes) -> list[tuple[bytes, bytes]]:
+def forwarded_headers(request: Request, size: int) -> list[tuple[bytes, bytes]]:
     headers = [(k, v) for k, v in request.scope["headers"] if k not in HOP_BY_HOP]
     headers = [(k, v) for k, v in headers if k != b"x-request-id"]
-    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"content-length", str(size).encode()))
     headers.append((b"x-request-id", request_id.get().encode()))  # one id on both ends
     return headers
+
+
+def forwarded(request: Request, body: bytes, spool: Spool | None = None) -> Forwarded:
+    """The request as a replica's app will see it; a spooled body travels as its path."""
+    size = spool.size if spool is not None else len(body)
+    return Forwarded(
+        request.method,
+        request.url.path,
+        request.scope.get("query_string", b""),
+        forwarded_headers(request, size),
+        body,
+        (request.client.host, request.client.port) if request.client else None,
+        str(spool.path) if spool is not None else None,
+    )
 
 
 def job_runner(task: str, forwarder: Forwarder, selector: ModelManager, key: str | None) -> Any:
@@ -177,6 +128,7 @@ def build_ingress_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweep_spools(config.media_dir)
         app.state.job_tasks = tasks  # routes_jobs validates bodies against these
         app.state.jobs = jobs = JobRunner(
             JobStore(config.resolve_path(config.jobs_db)),
@@ -216,23 +168,32 @@ def build_ingress_app(
     async def models_info() -> JSONResponse:
         return JSONResponse(merge_models_info(await directory.fresh.remote()))
 
+    @app.post("/models/unload", include_in_schema=False)
+    async def unload(request: Request) -> Response:
+        return await unload_everywhere(directory, forwarded(request, await request.body()))
+
     @app.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
     async def forward(request: Request) -> Response:
-        body = await request.body()
-        fields = request_fields(request.headers.get("content-type", ""), body)
-        model = routing_key(selector, request.url.path, fields)
-        client = (request.client.host, request.client.port) if request.client else None
-        forwarded = Forwarded(
-            request.method,
-            request.url.path,
-            request.scope.get("query_string", b""),
-            forwarded_headers(request, body),
-            body,
-            client,
-        )
+        content_type = request.headers.get("content-type", "")
+        if not is_multipart(content_type):
+            body = await request.body()
+            return await send_on(forwarded(request, body), request_fields(content_type, body))
+        spool = await spool_body(request.stream(), content_type, config.media_dir)
+        try:
+            return await send_on(forwarded(request, b"", spool), spool.fields, spool.remove)
+        except BaseException:
+            spool.remove()
+            raise
+
+    async def send_on(
+        request: Forwarded, fields: dict[str, Any], on_close: Callable[[], None] | None = None
+    ) -> Response:
+        """Forward to a replica chosen by the request's model; stream its answer back."""
+        model = routing_key(selector, request.path, fields)
         tries = RETRIES if request.method in IDEMPOTENT else 1
-        start, rest = await forwarder.open(forwarded, model, tries)
-        response = StreamingResponse(rest.__aiter__(), status_code=start.status)
+        start, rest = await forwarder.open(request, model, tries)
+        response = ForwardedResponse(rest.__aiter__(), status_code=start.status)
+        response.on_close = on_close
         response.raw_headers = [(k, v) for k, v in start.headers if not _ingress_owned(k)]
         return response
 

@@ -14,6 +14,9 @@ and pushed to the controller (`record_request_routing_info`) whenever the flag
   or admitted-next) after each request and twice a second (keep-alive unloads happen on
   timers), and sets the push flag when they differ. Ray has no public call to drop one id;
   editing the wrapper's dict and flag is the smallest change that uses Ray's own push path.
+
+Besides the requests Ray routes to it, a replica answers what the ingress asks of it by name
+through the directory (`/models/unload` goes to every replica): `_answer_forever`.
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ from typing import Any
 
 import ray
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import StreamingResponse
 from ray import serve
 from starlette.requests import Request
 
 from zooserve.api import routes_models
 from zooserve.api.app import create_app
+from zooserve.api.errors import error_response
 from zooserve.catalog import load_config
 from zooserve.manager import ModelManager, Status
-from zooserve.ray.asgi import Forwarded, Start, run_asgi
+from zooserve.ray.asgi import Forwarded, Reply, Start, collect, run_asgi
 from zooserve.ray.directory import directory
 
 log = logging.getLogger("zooserve.ray")
@@ -45,6 +50,8 @@ MAX_MODELS_PER_REPLICA = 1_000_000
 #: Where `@serve.multiplexed` keeps its `_ModelMultiplexWrapper` on the deployment instance.
 MULTIPLEX_ATTR = "__serve_multiplex_wrapper"
 REPORT_EVERY_S = 0.5
+#: How long one long poll of the directory's inbox waits for a request.
+INBOX_WAIT_S = 10.0
 REPLICA_HEADER = b"x-zooserve-replica"
 
 
@@ -56,10 +63,27 @@ class ModelToken:
 
 
 def held_models(manager: ModelManager) -> set[str]:
-    """Models this replica holds or is about to (loaded, loading, or waiting for admission)."""
-    held = {n for n, s in manager.states.items() if s.status in (Status.LOADED, Status.LOADING)}
-    held |= {m for ticket in manager.scheduler.queue for m in ticket.models}
-    return held
+    """Models this replica holds or is about to: loaded or loading here (idle or in use),
+    or named by a plan waiting for admission."""
+    resident = {n for n, s in manager.states.items() if s.status in (Status.LOADED, Status.LOADING)}
+    wanted = getattr(manager, "wanted_models", None)
+    if callable(wanted):
+        return resident | set(wanted())
+    # TODO: remove once ModelManager.wanted_models() is in (the manager is being rebuilt).
+    return resident | {m for ticket in manager.scheduler.queue for m in ticket.models}
+
+
+def unreachable_upload(request: Forwarded, exc: OSError) -> Reply:
+    """The ingress spooled the body where this replica cannot read it: media_root is not the
+    same storage on this replica's machine (a deployment mistake, not the caller's)."""
+    log.error("cannot read the spooled body %s: %s", request.body_path, exc)
+    response = error_response(
+        503,
+        "upload_unreachable",
+        "this replica cannot read the uploaded file; media_root must be shared storage",
+        {"reason": exc.strerror or type(exc).__name__},
+    )
+    return Reply(response.status_code, response.raw_headers, bytes(response.body))
 
 
 def sync_ray_view(owner: object, held: set[str]) -> bool:
@@ -84,8 +108,9 @@ def ray_model_ids(owner: object) -> list[str]:
 
 
 def debug_router() -> APIRouter:
-    """Test-only routes (`debug_routes=True`): hold a request open after writing this
-    process's pid to a file, so a test can kill the replica mid-request."""
+    """Test-only routes (`debug_routes=True`): hold a request open (or an NDJSON stream, after
+    its first line) after writing this process's pid to a file, so a test can kill the
+    replica mid-request."""
     router = APIRouter(prefix="/_debug")
 
     @router.post("/hold", include_in_schema=False)
@@ -93,6 +118,16 @@ def debug_router() -> APIRouter:
         Path(pid_file).write_text(str(os.getpid()))
         await asyncio.sleep(seconds)
         return {"held": seconds}
+
+    @router.post("/stream", include_in_schema=False)
+    async def stream(pid_file: str, seconds: float = 60) -> StreamingResponse:
+        async def lines() -> AsyncIterator[bytes]:
+            yield b'{"type": "frame", "frame_number": 0}\n'
+            Path(pid_file).write_text(str(os.getpid()))
+            await asyncio.sleep(seconds)
+            yield b'{"type": "summary"}\n'
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     return router
 
@@ -121,7 +156,9 @@ class ZooReplica:
         self.node = ray.get_runtime_context().get_node_id()
         self.directory = directory(context.app_name)
         self._changed = asyncio.Event()
+        self._answering: set[asyncio.Task[None]] = set()
         self._reporter = asyncio.create_task(self._report_forever())
+        self._answerer = asyncio.create_task(self._answer_forever())
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def model_token(self, model_id: str) -> ModelToken:
@@ -132,16 +169,45 @@ class ZooReplica:
         model = serve.get_multiplexed_model_id()
         if model:
             await self.model_token(model)  # tells Ray at once: more requests come here
+        signed = (REPLICA_HEADER, self.replica.encode())
         try:
             async for item in run_asgi(self.app, request):
-                if isinstance(item, Start):
-                    item = Start(
-                        item.status, [*item.headers, (REPLICA_HEADER, self.replica.encode())]
-                    )
-                yield item
+                yield (
+                    Start(item.status, [*item.headers, signed]) if isinstance(item, Start) else item
+                )
+        except OSError as exc:  # only opening the spooled body raises, before any item
+            refused = unreachable_upload(request, exc)
+            yield Start(refused.status, [*refused.headers, signed])
+            yield refused.body
         finally:
-            sync_ray_view(self, held_models(self.manager))
-            self._changed.set()
+            self._after_request()
+
+    def _after_request(self) -> None:
+        sync_ray_view(self, held_models(self.manager))
+        self._changed.set()
+
+    async def _answer_forever(self) -> None:
+        """Answer what the ingress asks of this replica by name (directory.py)."""
+        while True:
+            try:
+                asked = await self.directory.inbox.remote(self.replica, INBOX_WAIT_S)
+            except Exception as exc:  # the next round tries again
+                log.warning("replica %s could not read its inbox: %s", self.replica, exc)
+                await asyncio.sleep(REPORT_EVERY_S)
+                continue
+            for ask_id, request in asked:
+                task = asyncio.create_task(self._answer(ask_id, request))
+                self._answering.add(task)
+                task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, ask_id: str, request: Forwarded) -> None:
+        try:
+            reply = await collect(self.app, request)
+            await self.directory.answer.remote(ask_id, reply)
+        except Exception as exc:  # the ingress's ask times out and says so
+            log.warning("replica %s could not answer %s: %s", self.replica, request.path, exc)
+        finally:
+            self._after_request()
 
     def view(self) -> dict[str, Any]:
         """What this replica reports to the directory (its own detailed /health and
@@ -169,6 +235,7 @@ class ZooReplica:
 
     async def __del__(self) -> None:
         self._reporter.cancel()
+        self._answerer.cancel()
         with contextlib.suppress(Exception):
             await self.directory.forget.remote(self.replica)
         await self._stack.aclose()

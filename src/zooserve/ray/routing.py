@@ -35,36 +35,16 @@ JOB_ROUTES = {
 
 
 def request_fields(content_type: str, body: bytes) -> dict[str, Any]:
-    """The JSON fields of a body: a JSON body, or a multipart upload's `request` part.
-    Anything unparsable gives {} (the replica answers it with the usual 4xx)."""
+    """The JSON fields of a JSON body; anything else gives {} (an upload's `request` part is
+    read while it is spooled, spool.py; the replica answers an unparsable body's 4xx)."""
     media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        return {}
     try:
-        if media == "application/json" or media.endswith("+json"):
-            parsed = json.loads(body)
-        elif media == "multipart/form-data":
-            parsed = json.loads(_multipart_field(content_type, body, "request") or b"{}")
-        else:
-            return {}
+        parsed = json.loads(body)
     except (ValueError, RecursionError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
-
-
-def _multipart_field(content_type: str, body: bytes, name: str) -> bytes | None:
-    """One small text field of a multipart body, without parsing the uploaded file."""
-    boundary = None
-    for part in content_type.split(";")[1:]:
-        key, _, value = part.strip().partition("=")
-        if key.lower() == "boundary":
-            boundary = value.strip('"')
-    if not boundary:
-        return None
-    marker = f'name="{name}"'.encode()
-    for chunk in body.split(b"--" + boundary.encode()):
-        head, _, content = chunk.partition(b"\r\n\r\n")
-        if marker in head and b"filename=" not in head:
-            return content.removesuffix(b"\r\n")
-    return None
 
 
 def routing_key(manager: ModelManager, path: str, fields: dict[str, Any]) -> str | None:
