@@ -1,31 +1,25 @@
-"""The same detector, the same frames: zooserve over HTTP vs LitServe vs a bare FastAPI endpoint.
+"""The same detector, the same frames: zooserve over HTTP vs LitServe (with and without its
+batching) vs a bare FastAPI endpoint, compared fairly (FACTS.md, "what makes a comparison fair").
 
-Three servers on 127.0.0.1, each a subprocess serving detection of ONE image per request:
+The servers (bench/serving_peers.py) all start at once and stay up; then, in each of `rounds`
+rounds and at each concurrency, every server gets one short burst (`requests` requests from
+`concurrency` closed-loop clients), in an order rotated by one place per round, so that no
+server always runs first or right after the same neighbour, and a change of load on a shared
+machine lands on all of them. Per server and concurrency: the median and range over rounds of
+frames/s and of each burst's p50 (and p99) latency. Per peer: zooserve's frames/s ÷ the peer's,
+paired within each round (adjacent bursts), median and range; the best peer at a concurrency is
+the one with the highest median frames/s, so LitServe counts at its better setting there.
+"batching" is zooserve ÷ zooserve-unbatched (`max_batch_size` 1), paired the same way.
 
-- **zooserve**: a real `zooserve serve` (POST /api/detect), dynamic batching across requests
-  (`options.max_batch_size` 8, adaptive: a batch starts as soon as the model is free);
-- **litserve**: a LitServe server (POST /predict) with its own batching on
-  (`max_batch_size` 8, `batch_timeout` 10 ms: LitServe's usual settings);
-- **fastapi**: a plain FastAPI (uvicorn) endpoint around the bare model, no batching.
-
-All three run the same model code path: the zooserve family adapter's `detect`
-(`zooserve.families.yolo.YoloDetector`), so only the serving layer differs. Every request is the
-same JSON body naming the same image file (scikit-image's astronaut, 512x512 PNG) in a media
-folder; every server reads and decodes it per request, and answers boxes as JSON.
-
-The detector is ultralytics YOLO11n at its released size (the yolo11n.yaml architecture, 2.6M
-parameters, 80 classes; random weights with recalibrated BatchNorm, built offline), run at
-`imgsz` 320 so that a 2-core CPU serves a few hundred requests in a couple of minutes.
-
-Per server and concurrency (1, 8, 32 clients in a closed loop): frames/s and p50/p99 latency,
-printed as a markdown table; then "batching": zooserve's frames/s at concurrency 8 with
-`max_batch_size` 8 ÷ with `max_batch_size` 1 (a second zooserve server).
+Every request is the same JSON body naming scikit-image's astronaut (512x512 PNG) in a media
+folder; every server reads and decodes it per request, and answers boxes as JSON. YOLO11n runs
+at `imgsz` 320 so that a 2-core CPU serves a few thousand requests in a few minutes.
 
 LitServe is a benchmark peer only, not a zooserve dependency; install it into the venv first:
 
     .venv/bin/pip install litserve
-    .venv/bin/python bench/serving.py                              # ~3-4 minutes on 2 cores
-    .venv/bin/python bench/serving.py --requests 32 --json out/serving.json
+    .venv/bin/python bench/serving.py                          # 5 rounds at 1, 8, 32 clients
+    .venv/bin/python bench/serving.py --concurrency 1 8 --rounds 5 --json out/serving.json
 """
 
 from __future__ import annotations
@@ -35,253 +29,43 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import skimage.data
-import torch
-import yaml
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.api import subprocess_server
-
-SERVERS = ("zooserve", "litserve", "fastapi")
-CONCURRENCY = (1, 8, 32)
-MAX_BATCH_SIZE = 8
-LITSERVE_BATCH_TIMEOUT_S = 0.01
-ARCHITECTURE = "yolo11n.yaml"
-IMGSZ = 320
-IMAGE = "astronaut.png"
-THRESHOLD = 0.3
-#: Each server's detect route.
-ROUTES = {"zooserve": "/api/detect", "litserve": "/predict", "fastapi": "/detect"}
-LITSERVE_HINT = (
-    "bench/serving.py compares against LitServe, a benchmark peer only: "
-    "install it with `.venv/bin/pip install litserve` (or pass --servers zooserve fastapi)"
+from bench.serving_peers import (
+    ARCHITECTURE,
+    IMAGE,
+    IMGSZ,
+    KINDS,
+    LITSERVE_HINT,
+    PEERS,
+    ROUTES,
+    SETTINGS,
+    build_detector,
+    ls,
+    server,
+    write_media,
 )
-SERVER_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "YOLO_AUTOINSTALL": "false",
-    "YOLO_OFFLINE": "1",
-}
 
+CONCURRENCY = (1, 8, 32)
+ROUNDS = 5
+REQUESTS = 64
+THRESHOLD = 0.3
+#: Each burst's figures that the report gives as median and range over rounds.
+FIGURES = ("frames_per_s", "p50_ms", "p99_ms")
 
-# --- the model and the media ------------------------------------------------------------------
-
-
-def build_detector(path: Path, architecture: str = ARCHITECTURE) -> Path:
-    """Save a seeded ultralytics checkpoint of `architecture` at its released size to `path`."""
-    from ultralytics import YOLO
-
-    from tests.tiny.yolo import _calibrate_batch_norm
-
-    torch.manual_seed(0)
-    yolo = YOLO(architecture)
-    model: Any = yolo.model  # a DetectionModel once built from the yaml
-    _calibrate_batch_norm(model)  # random weights that still respond to the image
-    for branch in model.model[-1].cv3:  # spread the class scores (see tests/tiny/yolo.py)
-        torch.nn.init.normal_(branch[-1].bias, mean=-5.0, std=0.5)
-    model.args = {"task": yolo.task}
-    model.task = yolo.task
-    path.parent.mkdir(parents=True, exist_ok=True)
-    yolo.save(path)
-    return path
-
-
-def write_media(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(skimage.data.astronaut()).save(directory / IMAGE)
-    return directory
-
-
-def model_entry(checkpoint: Path, max_batch_size: int, imgsz: int = IMGSZ) -> dict[str, Any]:
-    return {
-        "model_id": str(checkpoint),
-        "family": "yolo",
-        "options": {"imgsz": imgsz, "max_batch_size": max_batch_size, "concurrency": 1},
-    }
-
-
-def zooserve_config(
-    base: Path, checkpoint: Path, media: Path, max_batch_size: int, imgsz: int = IMGSZ
-) -> Path:
-    config = {
-        "device": "cpu",
-        "media_root": str(media),
-        "jobs_db": str(base / f"jobs-{max_batch_size}.sqlite3"),
-        "tasks": {"object_detection": {"selected": "detector", "options": ["detector"]}},
-        "models": {"detector": model_entry(checkpoint, max_batch_size, imgsz)},
-    }
-    path = base / f"zooserve-batch{max_batch_size}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-# --- the peers: the same adapter behind LitServe and behind bare FastAPI ------------------------
-
-
-def load_adapter(checkpoint: Path, imgsz: int) -> Any:
-    """The zooserve YOLO adapter, loaded as the zooserve manager would (CPU)."""
-    from zooserve.catalog import ModelSpec
-    from zooserve.families import adapter_class
-
-    spec = ModelSpec(name="detector", **model_entry(checkpoint, MAX_BATCH_SIZE, imgsz))
-    adapter = adapter_class("yolo")(spec, str(checkpoint), "cpu")
-    adapter.load()
-    return adapter
-
-
-def read_image(media: Path, body: dict[str, Any]) -> np.ndarray:
-    """The request's image as RGB (H, W, 3) uint8, decoded per request as zooserve does."""
-    path = (media / str(body["video_path"])).resolve()
-    if media.resolve() not in path.parents:
-        raise ValueError("path outside the media folder")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def to_json(detections: Any) -> dict[str, Any]:
-    names = detections.data.get("class_name", [""] * len(detections))
-    return {
-        "detections": [
-            {
-                "label": str(label),
-                "confidence": float(score),
-                "bbox": dict(zip(("x1", "y1", "x2", "y2"), map(float, box), strict=True)),
-            }
-            for box, score, label in zip(detections.xyxy, detections.confidence, names, strict=True)
-        ]
-    }
-
-
-def serve_fastapi(checkpoint: Path, media: Path, port: int, imgsz: int) -> None:
-    """A sync FastAPI route calling the adapter per request (threadpool; the adapter's lock)."""
-    import uvicorn
-    from fastapi import FastAPI
-
-    adapter = load_adapter(checkpoint, imgsz)
-    app = FastAPI()
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post("/detect")
-    def detect(body: dict[str, Any]) -> dict[str, Any]:
-        image = read_image(media, body)
-        (found,) = adapter.detect([image], None, body["confidence_threshold"])
-        return to_json(found)
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-try:  # a benchmark peer only: the bench says how to install it when it is missing
-    import litserve as ls
-except ImportError:
-    ls = None
-
-if ls is not None:
-
-    class DetectAPI(ls.LitAPI):
-        """LitServe's contract (setup / decode_request / predict / encode_response) over the
-        zooserve adapter; module-level because LitServe pickles it into its worker process."""
-
-        def __init__(self, checkpoint: Path, media: Path, imgsz: int, **batching: Any) -> None:
-            super().__init__(**batching)
-            self.checkpoint, self.media, self.imgsz = checkpoint, media, imgsz
-
-        def setup(self, device: str) -> None:
-            self.adapter = load_adapter(self.checkpoint, self.imgsz)
-
-        # Unannotated: LitServe reads the annotation to pick the body type, and the string
-        # annotations of `from __future__ import annotations` would make it a query field.
-        def decode_request(self, request):
-            image = read_image(self.media, request)
-            return image, request["confidence_threshold"]
-
-        def predict(self, batch: list[Any]) -> list[Any]:
-            # One request's threshold for the whole batch: every request sends the same one.
-            threshold = batch[0][1]
-            return self.adapter.detect([image for image, _ in batch], None, threshold)
-
-        def encode_response(self, output: Any) -> dict[str, Any]:
-            return to_json(output)
-
-
-def serve_litserve(checkpoint: Path, media: Path, port: int, imgsz: int) -> None:
-    """LitServe with its own batching on (max_batch_size, batch_timeout), one CPU worker."""
-    if ls is None:
-        raise SystemExit(LITSERVE_HINT)
-    api = DetectAPI(
-        checkpoint,
-        media,
-        imgsz,
-        max_batch_size=MAX_BATCH_SIZE,
-        batch_timeout=LITSERVE_BATCH_TIMEOUT_S,
-    )
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=300)
-    server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False)
-
-
-@contextlib.contextmanager
-def peer(kind: str, checkpoint: Path, media: Path, imgsz: int) -> Iterator[str]:
-    """Start `kind` ("litserve" or "fastapi") as a subprocess of this file; its base URL."""
-    port = subprocess_server.free_port()
-    command = [sys.executable, __file__, "--peer", kind, "--checkpoint", str(checkpoint)]
-    command += ["--media", str(media), "--port", str(port), "--imgsz", str(imgsz)]
-    # Its own process group: LitServe forks API and inference workers that outlive a
-    # terminated parent, so the whole group is stopped.
-    process = subprocess.Popen(command, env={**os.environ, **SERVER_ENV}, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{kind} server exited with {process.returncode} while starting")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{kind} server did not start within 120 s")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield url
-    finally:
-        stop_group(process)
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group `process` leads, then SIGKILL what is left after 20 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # workers that ignored SIGTERM
-    process.wait()
-
-
-@contextlib.contextmanager
-def server(
-    kind: str, base: Path, checkpoint: Path, media: Path, max_batch_size: int, imgsz: int
-) -> Iterator[str]:
-    if kind == "zooserve":
-        config = zooserve_config(base, checkpoint, media, max_batch_size, imgsz)
-        with subprocess_server.running(config, SERVER_ENV) as (url, _):
-            yield url
-    else:
-        with peer(kind, checkpoint, media, imgsz) as url:
-            yield url
+#: per kind, per concurrency (as a string): one run per round, in round order.
+Runs = dict[str, dict[str, list[dict[str, Any]]]]
 
 
 # --- the load -----------------------------------------------------------------------------------
@@ -322,115 +106,178 @@ async def closed_loop(url: str, route: str, requests: int, concurrency: int) -> 
     }
 
 
-def measure(url: str, route: str, requests: int, concurrencies: Sequence[int]) -> dict[str, Any]:
-    """Per concurrency: a short unmeasured warm-up at that concurrency, then the measured run."""
-    asyncio.run(closed_loop(url, route, 2, 1))  # the first request loads the model (zooserve)
-    runs = {}
-    for concurrency in concurrencies:
-        asyncio.run(closed_loop(url, route, min(concurrency, 8), concurrency))
-        runs[str(concurrency)] = asyncio.run(closed_loop(url, route, requests, concurrency))
-    return runs
+def rotated(kinds: Sequence[str], round_index: int) -> list[str]:
+    """`kinds` starting `round_index` places further on: who goes first changes every round."""
+    shift = round_index % len(kinds)
+    return [*kinds[shift:], *kinds[:shift]]
+
+
+def alternate(
+    urls: dict[str, str], requests: int, concurrencies: Sequence[int], rounds: int
+) -> tuple[Runs, list[list[str]]]:
+    """Warm every server up at every concurrency (unmeasured), then `rounds` rounds of one burst
+    per server and concurrency; the runs and each round's order."""
+    for kind, url in urls.items():
+        asyncio.run(closed_loop(url, ROUTES[kind], 2, 1))  # the first request loads the model
+        for concurrency in concurrencies:
+            asyncio.run(closed_loop(url, ROUTES[kind], min(concurrency, 8), concurrency))
+    runs: Runs = {kind: {str(c): [] for c in concurrencies} for kind in urls}
+    orders = []
+    for round_index in range(rounds):
+        order = rotated(list(urls), round_index)
+        orders.append(order)
+        for concurrency in concurrencies:
+            for kind in order:
+                run = asyncio.run(closed_loop(urls[kind], ROUTES[kind], requests, concurrency))
+                runs[kind][str(concurrency)].append(run)
+    return runs, orders
 
 
 def bench(
     base: Path,
-    servers: Sequence[str] = SERVERS,
-    requests: int = 96,
+    servers: Sequence[str] = KINDS,
+    requests: int = REQUESTS,
     concurrencies: Sequence[int] = CONCURRENCY,
-    batching_concurrency: int | None = 8,
+    rounds: int = ROUNDS,
     imgsz: int = IMGSZ,
     checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Every server in `servers` at every concurrency, plus zooserve without batching at
-    `batching_concurrency` (None: skip). `checkpoint` defaults to a fresh YOLO11n build."""
-    if "litserve" in servers and ls is None:
+    """Every server in `servers` (of KINDS) up at once, `rounds` alternating rounds at every
+    concurrency. `checkpoint` defaults to a fresh YOLO11n build."""
+    if any(kind.startswith("litserve") for kind in servers) and ls is None:
         raise SystemExit(LITSERVE_HINT)
     checkpoint = checkpoint or build_detector(base / "yolo11n.pt")
     media = write_media(base / "media")
-    report: dict[str, Any] = {
+    with contextlib.ExitStack() as stack:
+        urls = {
+            kind: stack.enter_context(server(kind, base, checkpoint, media, imgsz))
+            for kind in servers
+        }
+        runs, orders = alternate(urls, requests, concurrencies, rounds)
+    return {
         "model": f"{ARCHITECTURE} (random weights) at imgsz {imgsz}",
         "weights_mb": round(checkpoint.stat().st_size / 2**20, 1),
         "image": f"{IMAGE} 512x512",
-        "requests_per_run": requests,
-        "max_batch_size": MAX_BATCH_SIZE,
-        "litserve_batch_timeout_s": LITSERVE_BATCH_TIMEOUT_S,
-        "servers": {},
+        "requests_per_burst": requests,
+        "rounds": rounds,
+        "settings": {kind: SETTINGS[kind] for kind in servers},
+        "orders": orders,
+        "servers": {kind: summarize(by_concurrency) for kind, by_concurrency in runs.items()},
+        **comparisons(runs),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
-    for kind in servers:
-        with server(kind, base, checkpoint, media, MAX_BATCH_SIZE, imgsz) as url:
-            report["servers"][kind] = measure(url, ROUTES[kind], requests, concurrencies)
-    if batching_concurrency is not None and "zooserve" in servers:
-        with server("zooserve", base, checkpoint, media, 1, imgsz) as url:
-            unbatched = measure(url, ROUTES["zooserve"], requests, [batching_concurrency])
-        report["zooserve_unbatched"] = unbatched
-        batched = report["servers"]["zooserve"].get(str(batching_concurrency))
-        if batched:
-            without = unbatched[str(batching_concurrency)]["frames_per_s"]
-            report["batching_ratio"] = round(batched["frames_per_s"] / without, 2)
-    report["ratios"] = ratios(report)
-    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    return report
 
 
-def ratios(report: dict[str, Any]) -> dict[str, float]:
-    """zooserve's frames/s ÷ each peer's, per concurrency."""
-    runs = report["servers"]
+# --- the report ---------------------------------------------------------------------------------
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median and range of per-round figures."""
+    return {
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def summarize(by_concurrency: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per concurrency: every status summed over rounds, and each figure's median and range."""
     out = {}
-    for kind in runs:
-        if kind == "zooserve" or "zooserve" not in runs:
-            continue
-        for concurrency, run in runs[kind].items():
-            mine = runs["zooserve"].get(concurrency)
-            if mine and run["frames_per_s"]:
-                out[f"zooserve/{kind}@{concurrency}"] = round(
-                    mine["frames_per_s"] / run["frames_per_s"], 2
-                )
+    for concurrency, runs in by_concurrency.items():
+        statuses: Counter[str] = Counter()
+        for run in runs:
+            statuses.update(run["statuses"])
+        out[concurrency] = {
+            "statuses": dict(sorted(statuses.items())),
+            **{key: spread([run[key] for run in runs]) for key in FIGURES},
+            "runs": runs,
+        }
     return out
 
 
+def paired(runs: Runs, mine: str, theirs: str, concurrency: str) -> dict[str, float]:
+    """`mine`'s frames/s ÷ `theirs`' within each round (bursts run back to back), spread."""
+    pairs = zip(runs[mine][concurrency], runs[theirs][concurrency], strict=True)
+    return spread([a["frames_per_s"] / b["frames_per_s"] for a, b in pairs])
+
+
+def comparisons(runs: Runs) -> dict[str, Any]:
+    """`ratios` (zooserve ÷ each peer), `best_peer` (by median frames/s) and `batching`
+    (zooserve ÷ zooserve-unbatched), per concurrency; empty where zooserve did not run."""
+    out: dict[str, Any] = {"ratios": {}, "best_peer": {}, "batching": {}}
+    if "zooserve" not in runs:
+        return out
+    peers = [kind for kind in PEERS if kind in runs]
+    for concurrency in runs["zooserve"]:
+        for kind in peers:
+            out["ratios"][f"zooserve/{kind}@{concurrency}"] = paired(
+                runs, "zooserve", kind, concurrency
+            )
+        if peers:
+            medians = {kind: median_throughput(runs, kind, concurrency) for kind in peers}
+            best = max(medians, key=medians.__getitem__)
+            ratio = out["ratios"][f"zooserve/{best}@{concurrency}"]
+            out["best_peer"][concurrency] = {"peer": best, **ratio}
+        if "zooserve-unbatched" in runs:
+            out["batching"][concurrency] = paired(
+                runs, "zooserve", "zooserve-unbatched", concurrency
+            )
+    return out
+
+
+def median_throughput(runs: Runs, kind: str, concurrency: str) -> float:
+    return statistics.median(run["frames_per_s"] for run in runs[kind][concurrency])
+
+
+def cell(figure: dict[str, float]) -> str:
+    return f"{figure['median']} ({figure['min']}-{figure['max']})"
+
+
 def table(report: dict[str, Any]) -> str:
+    """The report as markdown: per concurrency and server, then zooserve ÷ the best peer."""
     lines = [
-        "| server | concurrency | frames/s | p50 ms | p99 ms | statuses | zooserve ÷ this |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| clients | server | setting | frames/s | p50 ms | p99 ms | statuses | zooserve ÷ this |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for kind, runs in report["servers"].items():
-        for concurrency, run in runs.items():
-            ratio = report["ratios"].get(f"zooserve/{kind}@{concurrency}", "")
+    concurrencies = next(iter(report["servers"].values())).keys()
+    for concurrency in concurrencies:
+        for kind, summaries in report["servers"].items():
+            run = summaries[concurrency]
+            ratio = report["ratios"].get(f"zooserve/{kind}@{concurrency}")
             statuses = ", ".join(f"{k}: {v}" for k, v in run["statuses"].items())
             lines.append(
-                f"| {kind} | {concurrency} | {run['frames_per_s']} | {run['p50_ms']} | "
-                f"{run['p99_ms']} | {statuses} | {ratio} |"
+                f"| {concurrency} | {kind} | {report['settings'][kind]} | "
+                f"{cell(run['frames_per_s'])} | {cell(run['p50_ms'])} | {cell(run['p99_ms'])} | "
+                f"{statuses} | {cell(ratio) if ratio else ''} |"
             )
-    if "batching_ratio" in report:
-        (concurrency, run), *_ = report["zooserve_unbatched"].items()
-        lines += [
-            "",
-            f"batching: frames/s at concurrency {concurrency} with max_batch_size "
-            f"{MAX_BATCH_SIZE} ÷ without (1, {run['frames_per_s']} frames/s): "
-            f"**{report['batching_ratio']}**",
-        ]
+    if report["best_peer"]:
+        lines += ["", "| clients | best peer | zooserve ÷ best peer |", "| --- | --- | --- |"]
+        for concurrency, best in report["best_peer"].items():
+            lines.append(f"| {concurrency} | {best['peer']} | **{cell(best)}** |")
+    if report["batching"]:
+        lines += ["", "batching, zooserve ÷ zooserve-unbatched: "]
+        lines[-1] += ", ".join(f"{c} clients {cell(r)}" for c, r in report["batching"].items())
+    lines += [
+        "",
+        f"medians (min-max) over {report['rounds']} rounds of {report['requests_per_burst']}"
+        " requests per server; ratios paired within each round",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=96, help="measured requests per run")
-    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per burst")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--servers", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
     parser.add_argument("--imgsz", type=int, default=IMGSZ)
     parser.add_argument("--json", type=Path, help="also write the report here")
-    # Internal: run one peer server (this file starts itself as a subprocess).
-    parser.add_argument("--peer", choices=("litserve", "fastapi"), help=argparse.SUPPRESS)
-    parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--media", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.peer:
-        serve = serve_litserve if args.peer == "litserve" else serve_fastapi
-        serve(args.checkpoint, args.media, args.port, args.imgsz)
-        return
     with tempfile.TemporaryDirectory(prefix="zooserve-serving-") as tmp:
-        report = bench(Path(tmp), args.servers, args.requests, args.concurrency, imgsz=args.imgsz)
+        report = bench(
+            Path(tmp), args.servers, args.requests, args.concurrency, args.rounds, args.imgsz
+        )
     print(table(report))
     print(f"\nload average (1, 5, 15 min) at the end: {report['load_average']}")
     if args.json:
