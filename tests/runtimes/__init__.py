@@ -1,0 +1,1 @@
+"""Tests of the runtimes: how weights become a callable on a device."""
