@@ -11,7 +11,6 @@ memory lives outside torch (ONNX Runtime), this process's NVML figure before and
 from __future__ import annotations
 
 import gc
-import os
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -22,6 +21,9 @@ import psutil
 import torch
 
 from zooserve.families.base import ModelAdapter
+from zooserve.runtimes.nvml import nvml_device_memory as nvml_device_memory
+from zooserve.runtimes.nvml import nvml_process_bytes as nvml_process_bytes
+from zooserve.runtimes.nvml import nvml_used_bytes
 
 MB = 1024 * 1024
 
@@ -120,6 +122,7 @@ class CudaProbe:
         self.device = device
         self.index = torch.device(device).index or 0
         self._process_bytes = process_bytes or self._nvml_process_bytes
+        self.nvml_scope = "process"  # "device" where NVML lists no PID of ours (containers)
 
     def total_bytes(self) -> int:
         return int(torch.cuda.get_device_properties(self.index).total_memory)
@@ -164,7 +167,8 @@ class CudaProbe:
             uuid: str | None = str(torch.cuda.get_device_properties(self.index).uuid)
         except Exception:
             uuid = None
-        return nvml_process_bytes(self.index, uuid)
+        used, self.nvml_scope = nvml_used_bytes(self.index, uuid)
+        return used
 
 
 #: Left free beside an "auto" budget on CUDA: cuDNN/cuBLAS workspaces, allocator slack.
@@ -182,47 +186,6 @@ def auto_budget_bytes(probe: MemoryProbe) -> int:
 
 def probe_for(device: str) -> MemoryProbe:
     return CudaProbe(device) if device.startswith("cuda") else CpuProbe(device)
-
-
-def nvml_device_memory(index: int = 0) -> dict[str, int] | None:
-    """Whole-device figures from NVML (all processes), shown beside this process's own."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        info = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        return {"total": int(info.total), "used": int(info.used), "free": int(info.free)}
-    except Exception:
-        return None
-
-
-def nvml_process_bytes(index: int, uuid: str | None = None, pid: int | None = None) -> int | None:
-    """Device memory NVML counts for process `pid` (default: this one) on one GPU.
-
-    It covers every allocator of the process (torch, ONNX Runtime's arena, cuDNN workspaces).
-    The GPU is found by `uuid` when given (torch's index is not NVML's under
-    CUDA_VISIBLE_DEVICES), else by `index`. None where NVML cannot say: no driver, a process
-    NVML does not list under our pid (another PID namespace, as in many containers), or a
-    figure it does not report (MIG, WDDM).
-    """
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        if uuid:
-            name = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
-            handle = pynvml.nvmlDeviceGetHandleByUUID(name)
-        else:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        wanted = os.getpid() if pid is None else pid
-        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if process.pid == wanted:
-                used = process.usedGpuMemory
-                return int(used) if isinstance(used, int) else None
-        return None
-    except Exception:
-        return None
 
 
 def holds_torch_modules(adapter: ModelAdapter) -> bool:
@@ -302,7 +265,7 @@ def load_measured(
         # Read after the warm-up: ONNX Runtime's arena keeps what the warm-up grew. Never
         # below the adapter's own count (weights a session keeps on the host are still its).
         footprint = max(device_after - device_before, adapter.memory_bytes())
-        method = "nvml_process_delta"
+        method = f"nvml_{getattr(probe, 'nvml_scope', 'process')}_delta"
     if window is not None and not window.calm:  # read after the window: a call may intrude
         method += "+noisy"
     return LoadFootprint(footprint, footprint + activations, rss_bytes() - rss_before, method)

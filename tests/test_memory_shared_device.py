@@ -1,18 +1,25 @@
-"""The "auto" budget on CUDA and unload verification while other lanes allocate.
+"""Memory on a device other work shares: the "auto" budget on CUDA, unload verification while
+other lanes allocate, and NVML's figure where it lists no PID of ours (containers).
 
 No GPU here: the CUDA figures come from `SharedDevice`, an injected fake probe that reports a
-device whose free memory and allocator move as a real one's would with other work on it."""
+device whose free memory and allocator move as a real one's would with other work on it, and
+from a fake `pynvml` module."""
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
+import pytest
 import torch
 
+from tests.test_memory_probe import fake_pynvml
 from zooserve.catalog import Config, ModelSpec
 from zooserve.families.base import ModelAdapter
 from zooserve.manager import ModelManager
 from zooserve.memory import MB, CpuProbe, auto_budget_bytes, unload_verified
+from zooserve.runtimes.nvml import nvml_used_bytes
 
 GB = 1024 * MB
 LANE_BYTES = 300 * MB  # what another model's call allocates (or frees) meanwhile
@@ -81,3 +88,17 @@ def test_a_leak_shows_even_while_another_lane_frees() -> None:
     outcome = unload_verified([adapter], expected, SharedDevice(lane=-LANE_BYTES))
     assert outcome.recovered_bytes == 0 and not outcome.verified  # the weight is still held
     Weights.kept.clear()
+
+
+def test_where_nvml_lists_no_pid_of_ours_the_device_wide_figure_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nvml = fake_pynvml([(1, 9 * MB)], [])  # another process only: ours is in another namespace
+    nvml.nvmlDeviceGetMemoryInfo = lambda handle: types.SimpleNamespace(
+        total=80 * GB, used=12 * GB, free=68 * GB
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert nvml_used_bytes(0) == (12 * GB, "device")  # before: None, and no NVML delta at all
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml([(1, 9 * MB)], []))
+    monkeypatch.setattr("os.getpid", lambda: 1)
+    assert nvml_used_bytes(0) == (9 * MB, "process")
