@@ -18,7 +18,7 @@ import transformers
 from zooserve.families.base import ModelAdapter
 from zooserve.families.kinds import TrackPrompt
 from zooserve.manager import ModelManager
-from zooserve.memory import nvml_device_memory, nvml_process_bytes
+from zooserve.runtimes.nvml import nvml_used_bytes
 
 FP32_SUFFIX = "@fp32"
 PROMPTS = ["person", "car"]
@@ -36,10 +36,7 @@ def device_bytes(device: str) -> dict[str, int | None]:
     if index is None:
         return {"torch_allocated": None, "torch_reserved": None, "nvml": None}
     torch.cuda.synchronize(index)
-    nvml = nvml_process_bytes(index)
-    if nvml is None:
-        whole = nvml_device_memory(index)
-        nvml = whole["used"] if whole else None
+    nvml, _ = nvml_used_bytes(index, str(torch.cuda.get_device_properties(index).uuid))
     return {
         "torch_allocated": int(torch.cuda.memory_allocated(index)),
         "torch_reserved": int(torch.cuda.memory_reserved(index)),
