@@ -202,3 +202,52 @@ def test_resolve_missing_and_empty(media_root: Path) -> None:
         resolve_media_path(media_root, "sub")  # a directory is not a media file
     with pytest.raises(InvalidInput):
         resolve_media_path(media_root, "")
+
+
+@pytest.fixture(scope="module")
+def moving(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A panning photo: every P and B frame predicts real texture from its references, so a frame
+    decoded from a wrong or missing reference differs pixel by pixel."""
+    import skimage.data
+
+    from tests.videos import encode_video
+
+    photo = skimage.data.astronaut()[::4, ::4]  # 128x128
+    frames = (np.ascontiguousarray(np.roll(photo, 3 * i, axis=1)[:96]) for i in range(72))
+    return encode_video(tmp_path_factory.mktemp("moving") / "pan.mp4", frames, gop=24)
+
+
+def test_scattered_reads_are_bit_exact_and_skip_what_no_target_needs(
+    moving: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every frame reached by keyframe jumps and non-reference skipping equals the same frame
+    from a plain decode of the whole clip; the skipping decodes fewer frames."""
+    from zooserve.media import decoder
+
+    with MediaSource.open(moving) as src:
+        plain = [f.image for f in src.iter_range(0, src.frame_count - 1)]
+    wanted = [0, 11, 30, 47, 48, 71, 35, 5]  # spread, then backwards
+    with MediaSource.open(moving) as src:
+        for frame in src.read(wanted):
+            assert np.array_equal(frame.image, plain[frame.number]), frame.number
+        skipping = src.frames_decoded
+    monkeypatch.setattr(decoder, "SKIPS_NONREF", frozenset())
+    with MediaSource.open(moving) as src:
+        assert all(np.array_equal(f.image, plain[f.number]) for f in src.read(wanted))
+        assert src.frames_decoded > skipping  # non-reference frames before targets were skipped
+    with MediaSource.open(moving) as src:
+        for n in range(0, 72, 5):  # every fifth frame, one read at a time
+            assert np.array_equal(src.read([n])[0].image, plain[n]), n
+
+
+def test_a_keyframe_ahead_is_jumped_to_not_decoded_up_to(
+    video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From frame 1 to frame 50 (keyframes every 12): decoding restarts at the keyframe before
+    50 instead of decoding the 48 frames in between."""
+    from zooserve.media import decoder
+
+    monkeypatch.setattr(decoder, "SKIPS_NONREF", frozenset())  # count every frame decoded
+    with MediaSource.open(video) as src:
+        _check(src.read([1, 50]), [1, 50])
+        assert src.frames_decoded <= 2 + GOP + 4  # 0-1, then the keyframe's GOP up to 50

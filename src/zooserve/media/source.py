@@ -24,16 +24,12 @@ from zooserve.media.containers import (
     DEFAULT_MAX_PIXELS,
     check_geometry,
     checked_frame_count,
-    frame_number,
     keyframe_numbers,
     open_container,
     open_image,
-    seek,
 )
+from zooserve.media.decoder import FrameDecoder
 from zooserve.media.sampling import SAMPLING_STRATEGIES
-
-# Decoding forward is cheaper than a seek (~13 ms) for targets this close to the current position.
-_FORWARD_WINDOW = 32
 
 
 def timestamp_of(frame_number: int, fps: float) -> float:
@@ -78,9 +74,9 @@ class MediaSource:
         self.is_image = image is not None
         self._image = image
         self._container = container
-        self._stream: Any = container.streams.video[0] if container is not None else None
-        self._decoder: Iterator[Any] | None = None
-        self._next = 0  # frame number the decoder yields next, when _decoder is set
+        self._decoder = (
+            FrameDecoder(container, container.streams.video[0], fps) if container else None
+        )
         self._state = threading.Lock()  # guards _readers / _close_requested / _container
         self._readers = 0
         self._close_requested = False
@@ -139,15 +135,13 @@ class MediaSource:
 
     def _close_now(self) -> None:
         """Close the decoder too: FFmpeg's decoding threads live as long as the codec context,
-        which an abandoned decode generator (a dropped stream) would otherwise keep alive."""
+        which an abandoned demux generator (a dropped stream) would otherwise keep alive."""
         decoder, self._decoder = self._decoder, None
-        close_decoder = getattr(decoder, "close", None)
-        if close_decoder is not None:
-            close_decoder()
+        if decoder is not None:
+            decoder.reset()
         if self._container is not None:
             self._container.close()
             self._container = None
-        self._stream = None
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
@@ -269,43 +263,32 @@ class MediaSource:
             )
         return start, end
 
+    @property
+    def frames_decoded(self) -> int:
+        """Frames FFmpeg decoded so far (targets and what they depend on; 0 for images)."""
+        return self._decoder.decoded if self._decoder is not None else 0
+
     def _image_at(self, target: int) -> np.ndarray:
-        """Decode the frame numbered `target`, reusing the decoder position when it is close."""
+        """Decode the frame numbered `target` (FrameDecoder picks the cheapest way there)."""
         if self._image is not None:
             return self._image.copy()
-        if self._container is None:
+        if self._container is None or self._decoder is None:
             raise InvalidInput(f"media source {self.path.name!r} is closed")
-        decoder = self._decoder
-        fresh = decoder is None or not self._next <= target < self._next + _FORWARD_WINDOW
-        if decoder is None or fresh:
-            decoder = self._decoder = seek(self._container, self._stream, self.fps, target)
-        while (frame := self._next_frame(decoder, target)) is not None:
-            n = frame_number(frame.pts, self._stream, self.fps, default=self._next)
-            self._next = n + 1
-            if n > target and fresh:  # the seek landed after the target: restart from frame 0
-                decoder = self._decoder = seek(self._container, self._stream, self.fps, 0)
-                self._next, fresh = 0, False
-                continue
-            fresh = False
-            if n >= target:  # n > target only if pts skip the target (variable frame rate)
-                return _to_rgb(frame)
-        self._decoder = None
-        raise FramesOutOfRange(
-            f"frame {target} could not be decoded from {self.path.name!r}",
-            {"invalid": [target], "frame_count": self.frame_count},
-        )
-
-    def _next_frame(self, decoder: Iterator[Any], target: int) -> Any:
-        """Next decoded frame or None at the end; corrupt data becomes a 422, not a 500."""
         try:
-            return next(decoder, None)
-        except av.FFmpegError as exc:
-            self._decoder = None
+            frame = self._decoder.frame_at(target)
+        except av.FFmpegError as exc:  # corrupt data is a 422, not a 500
+            self._decoder.reset()
             raise NotAVideo(
                 f"{self.path.name!r}: decoding frame {target} failed: "
                 f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
                 {"frame": target},
             ) from exc
+        if frame is None:
+            raise FramesOutOfRange(
+                f"frame {target} could not be decoded from {self.path.name!r}",
+                {"invalid": [target], "frame_count": self.frame_count},
+            )
+        return _to_rgb(frame)
 
 
 def _to_rgb(frame: Any) -> np.ndarray:
