@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -58,7 +59,7 @@ async def one(client: httpx.AsyncClient, rng: random.Random, corpus: list[str]) 
     kind = rng.choice(KINDS)
     if kind == "detect":
         frames = rng.sample(range(250), rng.randint(1, 6))
-        body = {
+        body: dict[str, Any] = {
             "video_path": "samples/bikes.mp4",
             "frame_numbers": frames,
             "model": rng.choice(MODELS),
@@ -129,9 +130,11 @@ async def soak(url: str, pid: int, requests: int, concurrency: int, corpus: list
         "rss_first_mb": round(samples[0] / 2**20),
         "rss_peak_mb": round(max(samples) / 2**20),
         "rss_drift_mb": round((np.mean(samples[-tenth:]) - np.mean(samples[:tenth])) / 2**20, 1),
-        "rss_by_tenth_mb": [
-            round(np.mean(samples[i : i + tenth]) / 2**20) for i in range(0, len(samples), tenth)
-        ],
+        # requests done -> the server's RSS then: where growth happens, and whether it stops
+        "rss_series_mb": {
+            i + tenth: round(np.mean(samples[i : i + tenth]) / 2**20)
+            for i in range(0, len(samples), tenth)
+        },
     }
 
 
@@ -140,13 +143,21 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=6)
     parser.add_argument("--only", choices=sorted(set(KINDS)), help="one kind of request only")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment of the server (e.g. MALLOC_ARENA_MAX=2); repeatable",
+    )
     args = parser.parse_args()
     if args.only:
         KINDS[:] = [args.only]
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp))
         corpus = sorted(p.name for p in (Path(tmp) / "media" / "corpus").iterdir())
-        with subprocess_server.running(config) as (url, process):
+        env = dict(item.split("=", 1) for item in args.server_env)
+        with subprocess_server.running(config, env) as (url, process):
             result = asyncio.run(soak(url, process.pid, args.requests, args.concurrency, corpus))
             result["alive"] = result["alive"] and process.poll() is None
     for key, value in result.items():

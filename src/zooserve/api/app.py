@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zooserve import __version__
+from zooserve.allocator import pin_mmap_threshold
 from zooserve.api import (
     routes_detect,
     routes_enrich,
@@ -122,6 +123,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pin_mmap_threshold()  # before the threads that decode and infer (zooserve.allocator)
         app.state.manager = active = manager or ModelManager(config)
         app.state.engines = engines = EnginePool(config, active)
         app.state.tracking_sessions = sessions = TrackingSessions(active)

@@ -1,0 +1,55 @@
+"""glibc malloc settings for a long-running server, applied once at start-up.
+
+glibc serves a block of 128 KB or more with mmap and unmaps it when freed, but each such free
+also raises the mmap threshold to that block's size (up to 32 MB). After the first decoded
+frame (640x272 RGB: 522 KB) is freed, frames, crops and tensors of that size come from the
+per-thread heaps instead, where they fragment and stay: a 800-request soak (bench/soak.py) grew
+the server's RSS by ~400 MB before levelling off. Pinning the threshold (which also stops its
+adjustment) keeps big, short-lived buffers in mmap: the same soak grew ~70 MB, flat after the
+first 160 requests (bench/README.md, "Soak").
+
+Setting: `ZOOSERVE_MALLOC_MMAP_THRESHOLD_KB` (default 128; 0 leaves glibc's adaptive threshold).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+
+log = logging.getLogger("zooserve.allocator")
+
+#: mallopt parameter number of M_MMAP_THRESHOLD (glibc malloc.h).
+M_MMAP_THRESHOLD = -3
+DEFAULT_MMAP_THRESHOLD_KB = 128
+SETTING = "ZOOSERVE_MALLOC_MMAP_THRESHOLD_KB"
+
+
+def mmap_threshold_kb() -> int:
+    """The configured threshold in KB; 0 means leave glibc's adaptive one alone."""
+    raw = os.environ.get(SETTING, "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_MMAP_THRESHOLD_KB
+    except ValueError:
+        log.warning(
+            "%s=%r is not a whole number of KB: using %d", SETTING, raw, DEFAULT_MMAP_THRESHOLD_KB
+        )
+        return DEFAULT_MMAP_THRESHOLD_KB
+    return max(0, value)
+
+
+def pin_mmap_threshold(kb: int | None = None) -> bool:
+    """Fix glibc's mmap threshold at `kb` (default: the setting); False where there is no
+    glibc (musl, macOS) or nothing was asked. Safe to call more than once."""
+    kb = mmap_threshold_kb() if kb is None else kb
+    if kb <= 0:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, kb * 1024))
