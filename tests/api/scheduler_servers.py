@@ -32,7 +32,7 @@ import tests.engines
 from tests.offline_models import cascade
 from tests.videos import encode_video
 from zooserve.api.server import free_port
-from zooserve.families.opencv_detectors import opencv_source
+from zooserve.families.opencv.detectors import opencv_source
 from zooserve.memory import MB
 
 SLEEPY_SERVER = Path(tests.engines.__file__).with_name("sleepy_server.py")

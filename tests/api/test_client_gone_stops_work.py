@@ -26,7 +26,7 @@ from tests.videos import encode_video
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import Config, ModelSpec
 from zooserve.families.base import ModelAdapter
-from zooserve.families.opencv_detectors import CascadeDetector
+from zooserve.families.opencv.detectors import CascadeDetector
 from zooserve.manager import ModelManager, default_adapter_factory
 
 FRAMES = 80

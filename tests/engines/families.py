@@ -14,7 +14,7 @@ from zooserve import families
 
 ENGINE_FAMILIES = {
     "local_llm": "zooserve.engines.local:LocalGenerator",
-    "sentence_transformers": "zooserve.engines.text_embedder:SentenceEmbedder",
+    "sentence_transformers": "zooserve.families.hf.sentence_embedder:SentenceEmbedder",
 }
 
 

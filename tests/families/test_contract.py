@@ -24,17 +24,18 @@ import supervision as sv
 
 from tests.conftest import TinyModels
 from tests.families.adapters import make_adapter
-from zooserve.engines.text_embedder import SentenceEmbedder
+from tests.tracked import step_rows
 from zooserve.engines.types import ChatMessage, GenerationRequest
 from zooserve.errors import ModelLoadFailed
 from zooserve.families import FAMILIES, adapter_class
 from zooserve.families.base import ModelAdapter
-from zooserve.families.brisque import BUILTIN_ID, FEATURES, brisque_source
-from zooserve.families.darknet_yolo import FILES as DARKNET_FILES
-from zooserve.families.darknet_yolo import DarknetYoloDetector
+from zooserve.families.facenet.mtcnn import WEIGHT_FILES, MtcnnFaceDetector
+from zooserve.families.hf.sentence_embedder import SentenceEmbedder
 from zooserve.families.kinds import TrackPrompt
-from zooserve.families.mtcnn import WEIGHT_FILES, MtcnnFaceDetector
-from zooserve.families.rapidocr import SHIPPED_MODELS, RapidOcrReader
+from zooserve.families.onnx.rapidocr import SHIPPED_MODELS, RapidOcrReader
+from zooserve.families.opencv.brisque import BUILTIN_ID, FEATURES, brisque_source
+from zooserve.families.opencv.darknet_yolo import FILES as DARKNET_FILES
+from zooserve.families.opencv.darknet_yolo import DarknetYoloDetector
 
 IMAGE = skimage.data.chelsea()  # 300x451 RGB
 PROMPTS = ["a cat", "a person"]
@@ -115,7 +116,7 @@ def ranked(scores: dict[str, float]) -> np.ndarray:
 def track_one_frame(tracker: Any) -> np.ndarray:
     height, width = IMAGE.shape[:2]
     session = tracker.start([TrackPrompt(1, 0, box=(100.0, 50.0, 300.0, 250.0))], width, height)
-    (obj,) = tracker.step(session, 0, IMAGE)
+    (obj,) = step_rows(tracker, session, 0, IMAGE)
     return np.append(obj.mask.ravel().astype(np.float32), obj.score)
 
 

@@ -18,10 +18,10 @@ from tests.families.adapters import load_adapter
 from tests.families.detections import check_detections
 from zooserve.errors import InvalidInput
 from zooserve.families.base import Detector
-from zooserve.families.florence2 import Florence2Detector
-from zooserve.families.grounding_dino import GroundingDinoDetector
-from zooserve.families.owlv2 import Owlv2Detector
-from zooserve.families.yolo_world import YoloWorldDetector
+from zooserve.families.hf.florence2 import Florence2Detector
+from zooserve.families.hf.grounding_dino import GroundingDinoDetector
+from zooserve.families.hf.owlv2 import Owlv2Detector
+from zooserve.families.ultralytics.yolo_world import YoloWorldDetector
 
 PROMPTS = ["a person", "a cat"]
 

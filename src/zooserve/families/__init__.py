@@ -1,6 +1,14 @@
 """Registry of model families: family id -> adapter class, imported only when used.
 
-Adding a family = one file in this package + one line here + one test.
+The families are grouped by backend, one file per family over its kind's contract (base.py,
+kinds.py): `hf/` (transformers checkpoints, over `hf/adapter.py`), `sam2/` (SAM 2 video
+trackers), `ultralytics/`, `opencv/`, `onnx/`, `facenet/`, `bytetrack/`. Adding a family = one
+file in its backend's folder + one line here + one test.
+
+The registry is project-wide: a family whose adapter cannot live below the manager is
+registered from its own layer. `local_llm` is the one such: `engines/local.py` holds its adapter
+next to the engine that fails over to it, because it decodes with the engines' grammar
+constraints; it is imported only when that family loads, so nothing here imports upward.
 """
 
 from __future__ import annotations
@@ -12,34 +20,36 @@ from zooserve.families.base import ModelAdapter
 
 #: family id -> "module:Class". Lazy so optional extras (ultralytics) are imported only if used.
 FAMILIES: dict[str, str] = {
-    "owlv2": "zooserve.families.owlv2:Owlv2Detector",
-    "grounding_dino": "zooserve.families.grounding_dino:GroundingDinoDetector",
-    "florence2": "zooserve.families.florence2:Florence2Detector",
-    "yolo_world": "zooserve.families.yolo_world:YoloWorldDetector",
-    "opencv_hog": "zooserve.families.opencv_detectors:HogPeopleDetector",
-    "opencv_cascade": "zooserve.families.opencv_detectors:CascadeDetector",
-    "darknet_yolo": "zooserve.families.darknet_yolo:DarknetYoloDetector",
+    "owlv2": "zooserve.families.hf.owlv2:Owlv2Detector",
+    "grounding_dino": "zooserve.families.hf.grounding_dino:GroundingDinoDetector",
+    "florence2": "zooserve.families.hf.florence2:Florence2Detector",
+    "yolo_world": "zooserve.families.ultralytics.yolo_world:YoloWorldDetector",
+    "opencv_hog": "zooserve.families.opencv.detectors:HogPeopleDetector",
+    "opencv_cascade": "zooserve.families.opencv.detectors:CascadeDetector",
+    "darknet_yolo": "zooserve.families.opencv.darknet_yolo:DarknetYoloDetector",
     # the zoo (enrichment)
-    "yolo": "zooserve.families.yolo:YoloDetector",
-    "mtcnn": "zooserve.families.mtcnn:MtcnnFaceDetector",
-    "vit_classifier": "zooserve.families.image_classifier:ImageClassifier",
-    "resnet_classifier": "zooserve.families.image_classifier:ImageClassifier",
-    "clip": "zooserve.families.clip:ClipModel",
-    "osnet": "zooserve.families.osnet:OsnetEmbedder",
-    "vitpose": "zooserve.families.vitpose:VitPoseEstimator",
-    "segformer": "zooserve.families.segformer:SegformerSegmenter",
-    "depth_anything": "zooserve.families.depth_anything:DepthAnythingEstimator",
-    "xclip": "zooserve.families.xclip:XClipActionRecognizer",
-    "rapidocr": "zooserve.families.rapidocr:RapidOcrReader",
-    "brisque": "zooserve.families.brisque:BrisqueQuality",
+    "yolo": "zooserve.families.ultralytics.yolo:YoloDetector",
+    "mtcnn": "zooserve.families.facenet.mtcnn:MtcnnFaceDetector",
+    "vit_classifier": "zooserve.families.hf.image_classifier:ImageClassifier",
+    "resnet_classifier": "zooserve.families.hf.image_classifier:ImageClassifier",
+    "clip": "zooserve.families.hf.clip:ClipModel",
+    "osnet": "zooserve.families.onnx.osnet:OsnetEmbedder",
+    "vitpose": "zooserve.families.hf.vitpose:VitPoseEstimator",
+    "segformer": "zooserve.families.hf.segformer:SegformerSegmenter",
+    "depth_anything": "zooserve.families.hf.depth_anything:DepthAnythingEstimator",
+    "xclip": "zooserve.families.hf.xclip:XClipActionRecognizer",
+    "rapidocr": "zooserve.families.onnx.rapidocr:RapidOcrReader",
+    "brisque": "zooserve.families.opencv.brisque:BrisqueQuality",
     # video tracking
-    "sam2": "zooserve.families.sam2:Sam2Tracker",
-    "samurai": "zooserve.families.samurai:SamuraiTracker",
-    "sam2long": "zooserve.families.sam2long:Sam2LongTracker",
-    "detection_tracker": "zooserve.families.detection_tracker:DetectionTracker",
-    # language models run locally (engines fall back to it) and text embeddings
+    "sam2": "zooserve.families.sam2.tracker:Sam2Tracker",
+    "samurai": "zooserve.families.sam2.samurai:SamuraiTracker",
+    "sam2long": "zooserve.families.sam2.sam2long:Sam2LongTracker",
+    "edgetam": "zooserve.families.sam2.edgetam:EdgeTamTracker",
+    "detection_tracker": "zooserve.families.bytetrack.detection_tracker:DetectionTracker",
+    # language models run locally (engines fall back to it; see the module docstring) and
+    # text embeddings
     "local_llm": "zooserve.engines.local:LocalGenerator",
-    "sentence_transformers": "zooserve.engines.text_embedder:SentenceEmbedder",
+    "sentence_transformers": "zooserve.families.hf.sentence_embedder:SentenceEmbedder",
 }
 
 

@@ -2,7 +2,8 @@
 
 Each family subclasses exactly one kind and implements its one public method (plus `load`,
 `torch_modules`, optionally `warmup`). Inputs are RGB uint8 images (H, W, 3); outputs are
-numpy/dataclass results that carry no library-native objects across the layers.
+numpy/dataclass results that carry no library-native objects across the layers; boxes, masks
+and tracks travel as `sv.Detections` (results.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import supervision as sv
 
 from zooserve.families.base import Image, ModelAdapter
 
@@ -33,15 +35,6 @@ class Quality:
         default_factory=dict
     )  # e.g. {"blur": True, "obstruction": False}
     details: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TrackedObject:
-    object_id: int
-    box: tuple[float, float, float, float]  # xyxy px
-    score: float
-    mask: np.ndarray | None = None  # bool (H, W), or None for box-only trackers
-    occluded: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,7 +139,8 @@ class QualityScorer(ModelAdapter):
 class Tracker(ModelAdapter):
     """A video tracker. `start` opens a per-request session (its state is the caller's, never
     the adapter's, so one loaded model serves concurrent requests); `step` consumes frames in
-    order and yields the tracked objects of each frame.
+    order and returns the tracked objects of each frame as `sv.Detections` built by
+    `results.tracked_objects` (tracker_id = object id, data["occluded"], masks when it segments).
     """
 
     kind = "tracker"
@@ -156,7 +150,7 @@ class Tracker(ModelAdapter):
         """Return a session object holding all per-video state (memory bank, tracks, ...)."""
 
     @abstractmethod
-    def step(self, session: Any, frame_number: int, image: Image) -> list[TrackedObject]:
+    def step(self, session: Any, frame_number: int, image: Image) -> sv.Detections:
         """Process the next frame (frames arrive in increasing order)."""
 
     def session_bytes(self, session: Any) -> int:

@@ -303,7 +303,7 @@ async def action_value(
 
 def depth_at_box(depth_map: np.ndarray, box: Sequence[float]) -> dict[str, float]:
     """Relative distance of one detection: the median of the depth map over its box."""
-    measure = _optional("zooserve.families.depth_anything", "relative_distance")
+    measure = _optional("zooserve.families.hf.depth_anything", "relative_distance")
     if measure is not None:
         return {"relative_distance": round(float(measure(depth_map, box)), 4)}
     height, width = depth_map.shape[:2]

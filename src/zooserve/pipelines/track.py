@@ -26,7 +26,7 @@ import supervision as sv
 
 from zooserve.errors import ConfigError, InvalidInput
 from zooserve.families.base import Detector, ModelAdapter
-from zooserve.families.detection_tracker import DetectionTracker
+from zooserve.families.bytetrack.detection_tracker import DetectionTracker
 from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
 from zooserve.inference import retrieve_outcome
 from zooserve.manager import ModelManager

@@ -1,0 +1,1 @@
+"""Weightless trackers that link another model's detections (ByteTrack from `trackers`)."""

@@ -1,0 +1,1 @@
+"""Families on facenet-pytorch, whose wheel ships the weights (MTCNN faces)."""

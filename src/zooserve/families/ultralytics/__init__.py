@@ -1,0 +1,1 @@
+"""Families on ultralytics (AGPL-3.0, an optional extra imported only inside `load`)."""
