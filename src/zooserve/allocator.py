@@ -5,8 +5,8 @@ also raises the mmap threshold to that block's size (up to 32 MB). After the fir
 frame (640x272 RGB: 522 KB) is freed, frames, crops and tensors of that size come from the
 per-thread heaps instead, where they fragment and stay: a 800-request soak (bench/soak.py) grew
 the server's RSS by ~400 MB before levelling off. Pinning the threshold (which also stops its
-adjustment) keeps big, short-lived buffers in mmap: the same soak grew ~70 MB, flat after the
-first 160 requests (bench/README.md, "Soak").
+adjustment) keeps big, short-lived buffers in mmap: the same soak grew ~100 MB, most of it in
+the first 240 requests (bench/README.md, "Soak").
 
 Setting: `ZOOSERVE_MALLOC_MMAP_THRESHOLD_KB` (default 128; 0 leaves glibc's adaptive threshold).
 """
