@@ -27,6 +27,7 @@ FAMILIES: dict[str, str] = {
     "opencv_hog": "zooserve.families.opencv.detectors:HogPeopleDetector",
     "opencv_cascade": "zooserve.families.opencv.detectors:CascadeDetector",
     "darknet_yolo": "zooserve.families.opencv.darknet_yolo:DarknetYoloDetector",
+    "rf_detr": "zooserve.families.hf.rf_detr:RfDetrDetector",
     # the zoo (enrichment)
     "yolo": "zooserve.families.ultralytics.yolo:YoloDetector",
     "mtcnn": "zooserve.families.facenet.mtcnn:MtcnnFaceDetector",

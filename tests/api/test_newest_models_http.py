@@ -1,0 +1,127 @@
+"""Issue #19's config contract over HTTP (a real server on 127.0.0.1): entries with
+`model_id: <local folder>` and the new families' `family:` serve /api/detect and /api/track like
+every other family, on tiny random checkpoints of the real architectures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import TinyModels
+from tests.tiny.rf_detr import LABELS
+from zooserve.api.server import BackgroundServer
+from zooserve.catalog import load_config
+
+#: The shared test video (tests/conftest.py): 30 frames of 192x128.
+WIDTH, HEIGHT = 192, 128
+#: Around the astronaut in frame 0.
+BOX = [10, 10, 110, 120]
+
+
+@pytest.fixture(scope="module")
+def newest_server(
+    tmp_path_factory: pytest.TempPathFactory, media_root: Path, tiny_models: TinyModels
+) -> Iterator[BackgroundServer]:
+    config = {
+        "device": "cpu",
+        "memory_budget_mb": 64,
+        "media_root": str(media_root),
+        "tasks": {
+            "object_detection": {"selected": "rfdetr", "options": ["rfdetr"]},
+            "video_tracking": {"selected": "edgetam", "options": ["edgetam"]},
+        },
+        "models": {
+            "rfdetr": {"model_id": str(tiny_models.path("rf_detr")), "family": "rf_detr"},
+            "edgetam": {
+                "model_id": str(tiny_models.path("edgetam")),
+                "family": "edgetam",
+                "category": "tracking",
+            },
+        },
+    }
+    path = tmp_path_factory.mktemp("newest-config") / "models.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with BackgroundServer(load_config(path)) as server:
+        yield server
+
+
+@pytest.fixture
+def http(newest_server: BackgroundServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=newest_server.url, timeout=120) as client:
+        yield client
+
+
+def boxes_inside_frame(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every detection of every frame, after checking its box lies inside the frame."""
+    found = [d for frame in frames for d in frame["detections"]]
+    for detection in found:
+        box = detection["bbox"]
+        assert 0 <= box["x1"] <= box["x2"] <= WIDTH, box
+        assert 0 <= box["y1"] <= box["y2"] <= HEIGHT, box
+    return found
+
+
+def test_rf_detr_labels_come_from_the_checkpoint(http: httpx.Client) -> None:
+    response = http.post(
+        "/api/detect",
+        json={
+            "video_path": "walk.mp4",
+            "frame_numbers": [0, 5],
+            "model": "rfdetr",
+            "confidence_threshold": 0.5,
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "rfdetr"
+    assert [f["frame_number"] for f in body["frames"]] == [0, 5]
+    found = boxes_inside_frame(body["frames"])
+    assert found, "the tiny RF-DETR reports boxes at 0.5"
+    assert {d["label"] for d in found} <= set(LABELS)
+
+
+def test_rf_detr_bad_frame_is_a_422(http: httpx.Client) -> None:
+    response = http.post(
+        "/api/detect",
+        json={"video_path": "walk.mp4", "frame_numbers": [999], "model": "rfdetr"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "frames_out_of_range"
+
+
+def track(http: httpx.Client, model: str, prompts: list[Any]) -> httpx.Response:
+    return http.post(
+        "/api/track",
+        json={
+            "video_path": "walk.mp4",
+            "frame_range": {"start": 0, "end": 5},
+            "tracking_model": model,
+            "prompts": prompts,
+        },
+    )
+
+
+def test_edgetam_tracks_a_box_prompt(http: httpx.Client) -> None:
+    response = track(http, "edgetam", [{"object_id": 1, "frame_number": 0, "box": BOX}])
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "edgetam"
+    assert [f["frame_number"] for f in body["frames"]] == list(range(6))
+    first = body["frames"][0]["objects"]
+    assert [o["object_id"] for o in first] == [1]
+    assert set(first[0]["mask"]) >= {"size", "counts"}  # COCO RLE
+
+
+def test_edgetam_box_outside_the_frame_is_a_422(http: httpx.Client) -> None:
+    response = track(http, "edgetam", [{"object_id": 1, "box": [300, 10, 400, 50]}])
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
