@@ -56,7 +56,7 @@ async def _measure(
     async for frame in track(
         manager, video, span, prompts=prompts, tracking_model=name, report=report
     ):
-        objects += len(frame.objects)
+        objects += len(frame.detections)
     seconds = time.perf_counter() - started
     memory = [manager.state(n).measured_bytes or 0 for n in (name, report.detector) if n]
     return {

@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from tests.offline_models import cascade
 from tests.track_scenes import Faces
+from tests.tracked import frame_view
 from zooserve.catalog import Config
 from zooserve.errors import InvalidInput, ModelNotFound
 from zooserve.manager import ModelManager
@@ -198,7 +199,7 @@ async def test_the_chosen_offline_face_tracker_follows_two_real_faces(
     name = selected_model(offline, TRACK, None, ["face"])
     report = TrackReport()
     frames = [
-        frame
+        frame_view(frame)
         async for frame in track(
             offline,
             "faces.mp4",

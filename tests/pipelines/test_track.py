@@ -15,17 +15,20 @@ import cv2
 import numpy as np
 import pytest
 import pytest_asyncio
+import supervision as sv
 
 from tests.conftest import TinyModels
 from tests.track_scenes import Faces
+from tests.tracked import TrackedFrameView, frame_view
 from zooserve.catalog import Config, ModelSpec
 from zooserve.errors import BudgetExceeded, FramesOutOfRange, InvalidInput, ServiceBusy
 from zooserve.events import Event
 from zooserve.families.base import Image, ModelAdapter
-from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
+from zooserve.families.kinds import Tracker, TrackPrompt
+from zooserve.families.results import FrameDetections, tracked_objects
 from zooserve.manager import ModelManager, default_adapter_factory
 from zooserve.media import MediaSource
-from zooserve.pipelines.track import FrameRange, TrackedFrame, TrackReport, track
+from zooserve.pipelines.track import FrameRange, TrackReport, track
 from zooserve.pipelines.track_sessions import TrackingSessions
 from zooserve.rle import decode_mask
 
@@ -48,7 +51,7 @@ class TemplateTracker(Tracker):
     def start(self, prompts: Sequence[TrackPrompt], width: int, height: int) -> dict[str, Any]:
         return {"prompts": list(prompts), "templates": {}, "bank": [], "size": (height, width)}
 
-    def step(self, session: Any, frame_number: int, image: Image) -> list[TrackedObject]:
+    def step(self, session: Any, frame_number: int, image: Image) -> sv.Detections:
         for prompt in session["prompts"]:
             if prompt.frame_number == frame_number and prompt.box is not None:
                 x1, y1, x2, y2 = (round(v) for v in prompt.box)
@@ -62,8 +65,10 @@ class TemplateTracker(Tracker):
             h, w = template.shape[:2]
             mask = np.zeros(session["size"], bool)
             mask[y : y + h, x : x + w] = True
-            objects.append(TrackedObject(object_id, (x, y, x + w, y + h), float(score), mask))
-        return objects
+            objects.append((object_id, (x, y, x + w, y + h), float(score), False, mask))
+        if not objects:
+            return tracked_objects([], [], [], [])
+        return tracked_objects(*zip(*objects, strict=True))
 
     def session_bytes(self, session: Any) -> int:
         arrays = [*session["templates"].values(), *session["bank"]]
@@ -149,8 +154,9 @@ def recorded(manager: ModelManager) -> Iterator[list[Event]]:
         manager.events.unsubscribe(events.append)
 
 
-async def collect(frames: AsyncIterator[TrackedFrame]) -> list[TrackedFrame]:
-    return [frame async for frame in frames]
+async def collect(frames: AsyncIterator[FrameDetections]) -> list[TrackedFrameView]:
+    """The frames, objects as row views with masks as COCO RLE (as the API sends them)."""
+    return [frame_view(frame) async for frame in frames]
 
 
 def centre_x(obj: Any) -> float:

@@ -5,14 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import (
-    BBox,
-    Detection,
-    DetectRequest,
-    DetectResponse,
-    FrameResult,
-    VideoInfo,
-)
+from zooserve.api.schemas import DetectRequest, DetectResponse
+from zooserve.api.serializers import detect_response
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.jobs import Progress
 from zooserve.manager import ModelManager
@@ -21,35 +15,8 @@ from zooserve.pipelines.detect import DetectResult, detect
 router = APIRouter(prefix="/api")
 
 
-def to_response(result: DetectResult) -> DetectResponse:
-    frames = []
-    for frame in result.frames:
-        d = frame.detections
-        names = d.data.get("class_name", [""] * len(d))
-        scores = d.confidence if d.confidence is not None else [1.0] * len(d)
-        frames.append(
-            FrameResult(
-                frame_number=frame.frame_number,
-                timestamp=round(frame.timestamp, 6),
-                detections=[
-                    Detection(
-                        label=str(label),
-                        confidence=float(score),
-                        bbox=BBox(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3])),
-                    )
-                    for b, score, label in zip(d.xyxy, scores, names, strict=True)
-                ],
-            )
-        )
-    return DetectResponse(
-        model=result.model,
-        frames=frames,
-        processing_time=result.processing_time,
-        video=VideoInfo(
-            width=result.width, height=result.height, fps=result.fps, frame_count=result.frame_count
-        ),
-        prompts=result.prompts,
-    )
+#: The detect response's serializer (async jobs and the CLI use it under this name).
+to_response = detect_response
 
 
 async def detect_request(

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import BBox, PixelCoordinate, StrictRequest, TaskSettings
+from zooserve.api.schemas import EnrichResponse, PixelCoordinate, StrictRequest, TaskSettings
+from zooserve.api.serializers import enrich_response as enrich_result_response
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
-from zooserve.pipelines.enrich import EnrichResult, enrich
+from zooserve.pipelines.enrich import enrich
 
 router = APIRouter(prefix="/api")
 
@@ -65,95 +65,6 @@ class EnrichRequest(TaskSettings):
         return self
 
 
-class EnrichedDetection(BaseModel):
-    label: str
-    confidence: float
-    bbox: BBox
-    source: str
-    #: output name -> value; detector outputs are lists of detections of this same shape.
-    enrichments: dict[str, Any]
-
-
-class EnrichedFrame(BaseModel):
-    frame_number: int
-    timestamp: float
-    width: int
-    height: int
-    detections: list[EnrichedDetection]
-    enrichments: dict[str, Any]
-
-
-class StageErrorOut(BaseModel):
-    stage: str
-    model: str
-    code: str
-    message: str
-
-
-class LoadOut(BaseModel):
-    model: str
-    stages: list[str]
-    loaded: bool
-    load_seconds: float | None
-    bytes: int | None
-    evicted: list[str]
-    failed: bool
-
-
-class StageOut(BaseModel):
-    name: str
-    model: str
-    scope: str
-    status: str
-    inputs: int
-    seconds: float
-    reason: str | None
-
-
-class EnrichResponse(BaseModel):
-    frames: list[EnrichedFrame]
-    batch: dict[str, Any]
-    clip: dict[str, Any]
-    errors: list[StageErrorOut]
-    loads: list[LoadOut]
-    stages: list[StageOut]
-    detector: str | None
-    order: str
-    processing_time: float
-
-
-def to_response(result: EnrichResult) -> EnrichResponse:
-    frames = [
-        EnrichedFrame(
-            frame_number=f.frame_number,
-            timestamp=round(f.timestamp, 6),
-            width=f.width,
-            height=f.height,
-            detections=[EnrichedDetection(**d.to_dict()) for d in f.detections],
-            enrichments={
-                k: [s.to_dict() for s in v] if _is_subjects(v) else v
-                for k, v in f.enrichments.items()
-            },
-        )
-        for f in result.frames
-    ]
-    return EnrichResponse(
-        frames=frames,
-        batch=result.batch,
-        clip=result.clip,
-        errors=[StageErrorOut(**asdict(e)) for e in result.errors],
-        loads=[LoadOut(**asdict(load)) for load in result.loads],
-        stages=[StageOut(**asdict(s)) for s in result.stages],
-        detector=result.detector,
-        order=result.order,
-        processing_time=result.processing_time,
-    )
-
-
-def _is_subjects(value: Any) -> bool:
-    return isinstance(value, list) and all(hasattr(v, "to_dict") for v in value)
-
-
 @router.post("/enrich", response_model=EnrichResponse, openapi_extra=upload_body_doc(EnrichRequest))
 async def enrich_route(request: Request) -> EnrichResponse:
     """JSON `EnrichRequest`, or multipart: `file` (video/image) + `request` (JSON fields)."""
@@ -191,4 +102,4 @@ async def enrich_response(manager: ModelManager, body: EnrichRequest) -> EnrichR
         include_embeddings=body.include_embeddings,
         order=body.order,
     )
-    return to_response(result)
+    return enrich_result_response(result)

@@ -13,22 +13,18 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from zooserve.api.routes_models import manager_of
-from zooserve.api.schemas import (
-    BBox,
-    PixelCoordinate,
-    StrictRequest,
-    TaskSettings,
-    VideoInfo,
-)
+from zooserve.api.schemas import PixelCoordinate, StrictRequest, TaskSettings, TrackResponse
+from zooserve.api.serializers import track_response, track_summary, tracked_frame
 from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.api.uploads import task_request, upload_body_doc
 from zooserve.errors import ZooError
 from zooserve.families.kinds import TrackPrompt
+from zooserve.families.results import FrameDetections
 from zooserve.manager import ModelManager
-from zooserve.pipelines.track import FrameRange, TrackedFrame, TrackReport, track
+from zooserve.pipelines.track import FrameRange, TrackReport, track
 from zooserve.pipelines.track_sessions import TrackingSessions
 
 router = APIRouter(prefix="/api")
@@ -37,11 +33,6 @@ NDJSON = "application/x-ndjson"
 
 
 class RleMask(StrictRequest):
-    size: list[int] = Field(description="[height, width]")
-    counts: str | list[int] = Field(description="COCO RLE counts (compressed string)")
-
-
-class RleMaskOut(BaseModel):
     size: list[int] = Field(description="[height, width]")
     counts: str | list[int] = Field(description="COCO RLE counts (compressed string)")
 
@@ -77,31 +68,6 @@ class TrackRequest(TaskSettings):
     stream: bool = False
 
 
-class TrackedObjectOut(BaseModel):
-    object_id: int
-    bbox: BBox
-    mask: RleMaskOut | None
-    score: float
-    occluded: bool
-
-
-class TrackedFrameOut(BaseModel):
-    frame_number: int
-    timestamp: float
-    objects: list[TrackedObjectOut]
-
-
-class TrackResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    model: str
-    detector: str | None
-    fps: float
-    processing_time: float
-    video: VideoInfo
-    frames: list[TrackedFrameOut]
-
-
 def sessions_of(request: Request) -> TrackingSessions:
     """The app's tracking sessions, created (with their sweeper) on first use."""
     state = request.app.state
@@ -133,35 +99,9 @@ def to_prompts(body: TrackRequest) -> list[str | TrackPrompt]:
     return prompts
 
 
-def frame_out(frame: TrackedFrame) -> TrackedFrameOut:
-    return TrackedFrameOut(
-        frame_number=frame.frame_number,
-        timestamp=round(frame.timestamp, 6),
-        objects=[
-            TrackedObjectOut(
-                object_id=o.object_id,
-                bbox=BBox(x1=o.box[0], y1=o.box[1], x2=o.box[2], y2=o.box[3]),
-                mask=RleMaskOut(**o.mask) if o.mask is not None else None,
-                score=o.score,
-                occluded=o.occluded,
-            )
-            for o in frame.objects
-        ],
-    )
-
-
-def summary(report: TrackReport) -> dict[str, Any]:
-    return {
-        "model": report.model,
-        "detector": report.detector,
-        "fps": report.fps,
-        "processing_time": report.processing_time,
-        "frames": report.frames,
-        "video": VideoInfo(
-            width=report.width, height=report.height, fps=report.fps, frame_count=report.frame_count
-        ).model_dump(),
-        "peak_session_bytes": report.peak_session_bytes,
-    }
+#: Serializers of the track response (async jobs and the CLI use them under these names).
+frame_out = tracked_frame
+summary = track_summary
 
 
 def start_tracking(
@@ -171,7 +111,7 @@ def start_tracking(
     report: TrackReport,
     *,
     streamed: bool = False,
-) -> AsyncGenerator[TrackedFrame, None]:
+) -> AsyncGenerator[FrameDetections, None]:
     """A non-streamed run (a JSON answer or a job) collects every frame: its range is bounded."""
     return track(
         manager,
@@ -183,18 +123,6 @@ def start_tracking(
         report=report,
         sessions=sessions,
         max_frames=None if streamed else manager.config.max_track_frames,
-    )
-
-
-def track_response(report: TrackReport, collected: list[TrackedFrameOut]) -> TrackResponse:
-    head = summary(report)
-    return TrackResponse(
-        model=head["model"],
-        detector=head["detector"],
-        fps=head["fps"],
-        processing_time=head["processing_time"],
-        video=VideoInfo(**head["video"]),
-        frames=collected,
     )
 
 
@@ -227,7 +155,7 @@ async def _track(body: TrackRequest, request: Request, manager: ModelManager) ->
 
 
 async def _ndjson(
-    first: TrackedFrame, frames: AsyncGenerator[TrackedFrame, None], report: TrackReport
+    first: FrameDetections, frames: AsyncGenerator[FrameDetections, None], report: TrackReport
 ) -> AsyncIterator[bytes]:
     try:
         yield _line({"type": "frame", **frame_out(first).model_dump()})

@@ -132,3 +132,90 @@ class ModelsInfoResponse(BaseModel):
     models: dict[str, dict[str, Any]]
     events: list[dict[str, Any]]
     engines: dict[str, dict[str, Any]] | None = None
+
+
+class RleMaskOut(BaseModel):
+    size: list[int] = Field(description="[height, width]")
+    counts: str | list[int] = Field(description="COCO RLE counts (compressed string)")
+
+
+class TrackedObjectOut(BaseModel):
+    object_id: int
+    bbox: BBox
+    mask: RleMaskOut | None
+    score: float
+    occluded: bool
+
+
+class TrackedFrameOut(BaseModel):
+    frame_number: int
+    timestamp: float
+    objects: list[TrackedObjectOut]
+
+
+class TrackResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    detector: str | None
+    fps: float
+    processing_time: float
+    video: VideoInfo
+    frames: list[TrackedFrameOut]
+
+
+class EnrichedDetection(BaseModel):
+    label: str
+    confidence: float
+    bbox: BBox
+    source: str
+    #: output name -> value; detector outputs are lists of detections of this same shape.
+    enrichments: dict[str, Any]
+
+
+class EnrichedFrame(BaseModel):
+    frame_number: int
+    timestamp: float
+    width: int
+    height: int
+    detections: list[EnrichedDetection]
+    enrichments: dict[str, Any]
+
+
+class StageErrorOut(BaseModel):
+    stage: str
+    model: str
+    code: str
+    message: str
+
+
+class LoadOut(BaseModel):
+    model: str
+    stages: list[str]
+    loaded: bool
+    load_seconds: float | None
+    bytes: int | None
+    evicted: list[str]
+    failed: bool
+
+
+class StageOut(BaseModel):
+    name: str
+    model: str
+    scope: str
+    status: str
+    inputs: int
+    seconds: float
+    reason: str | None
+
+
+class EnrichResponse(BaseModel):
+    frames: list[EnrichedFrame]
+    batch: dict[str, Any]
+    clip: dict[str, Any]
+    errors: list[StageErrorOut]
+    loads: list[LoadOut]
+    stages: list[StageOut]
+    detector: str | None
+    order: str
+    processing_time: float

@@ -39,20 +39,18 @@ from zooserve.families.kinds import (
     Segmenter,
 )
 from zooserve.manager import ModelManager
+from zooserve.pipelines.detecting import batch_size
 from zooserve.zoo import TriggerSpec
 
 log = logging.getLogger("zooserve.pipelines.enrich")
-DEFAULT_BATCH_SIZE = 16
+#: Crops per model call in a stage when `options.batch_size` is unset (crops are small).
+ENRICH_BATCH_SIZE = 16
 
 
 class InvalidTrigger(InvalidInput):
     """A trigger asks a model for something its kind cannot do (e.g. an OCR model on a clip)."""
 
     code = "invalid_trigger"
-
-
-def batch_size(adapter: ModelAdapter) -> int:
-    return max(1, int(adapter.spec.options.get("batch_size", DEFAULT_BATCH_SIZE)))
 
 
 def embeds(adapter: ModelAdapter, trigger: TriggerSpec) -> bool:
@@ -94,7 +92,7 @@ async def image_values(
             f"cannot run with scope {trigger.scope!r}",
             {"trigger": trigger.name, "kind": adapter.kind, "scope": trigger.scope},
         )
-    size = batch_size(adapter)
+    size = batch_size(adapter.spec, ENRICH_BATCH_SIZE)
     values: list[Any] = []
     for start in range(0, len(images), size):
         values += await manager.infer(run, list(images[start : start + size]))

@@ -1,5 +1,6 @@
 """What an enrichment run leaves: enriched detections and frames, stage reports, errors, and
-one record per model lease (loaded or not, evictions) read from the manager's event log."""
+one record per model lease (loaded or not, evictions) read from the manager's event log.
+api/serializers.py turns them into the response models."""
 
 from __future__ import annotations
 
@@ -31,22 +32,6 @@ class Subject:
         while node.parent is not None:
             node = node.parent
         return node
-
-    def to_dict(self) -> dict[str, Any]:
-        x1, y1, x2, y2 = (round(float(v), 2) for v in self.box)
-        return {
-            "label": self.label,
-            "confidence": round(float(self.confidence), 4),
-            "bbox": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
-            "source": self.source,
-            "enrichments": {k: jsonable(v) for k, v in self.enrichments.items()},
-        }
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, list):
-        return [v.to_dict() if isinstance(v, Subject) else v for v in value]
-    return value
 
 
 @dataclass

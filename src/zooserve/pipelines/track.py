@@ -4,8 +4,11 @@ one frame (or one detector batch) at a time so a stream never holds the video.
 Prompts are either texts or boxes / points / masks with object ids at frames. Texts become
 boxes at the range's first frame through the object_detection task's detector, except for a
 detection tracker, whose own detector takes them as queries on every frame (so objects that
-enter later are tracked too). Frames are decoded lazily, one chunk ahead of inference; blocking
-work runs in the manager's inference pool; the session's memory is reserved in the ledger.
+enter later are tracked too). The video is opened once: the text prompts' detector reads its
+frame from the same source the tracker then walks. Frames are decoded lazily, one chunk ahead
+of inference; blocking work runs in the manager's inference pool; the session's memory is
+reserved in the ledger. Each frame leaves as a `FrameDetections` (tracker_id = object id, masks as
+bool arrays); the API's serializer encodes them.
 """
 
 from __future__ import annotations
@@ -18,24 +21,32 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import numpy as np
-import supervision as sv
 
 from zooserve.errors import ConfigError, InvalidInput
-from zooserve.families.base import Detector, ModelAdapter
+from zooserve.families.base import Detector
 from zooserve.families.bytetrack.detection_tracker import DetectionTracker
-from zooserve.families.kinds import TrackedObject, Tracker, TrackPrompt
+from zooserve.families.kinds import Tracker, TrackPrompt
+from zooserve.families.results import FrameDetections
 from zooserve.inference import retrieve_outcome
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, resolve_media_path
-from zooserve.pipelines.detect import detect, require_kind
-from zooserve.pipelines.selection import label_for, plain, selected_model, vocabulary
+from zooserve.pipelines.detecting import (
+    ReadFrames,
+    batch_size,
+    detect_frames,
+    detector_queries,
+    keep_labels,
+    leased_as,
+    require_kind,
+    wanted_labels,
+)
+from zooserve.pipelines.selection import DETECTION, selected_model
 from zooserve.pipelines.track_prompts import check_geometry, check_range, split_prompts
 from zooserve.pipelines.track_sessions import TrackingSessions
-from zooserve.rle import Rle, encode_mask
 
 TASK = "video_tracking"
 #: At most this many objects come from text prompts (highest scores first).
@@ -48,22 +59,6 @@ T = TypeVar("T")
 class FrameRange:
     start: int
     end: int  # inclusive
-
-
-@dataclass(frozen=True)
-class ObjectInFrame:
-    object_id: int
-    box: tuple[float, float, float, float]  # xyxy px
-    score: float
-    occluded: bool
-    mask: Rle | None  # COCO RLE, or None for box-only trackers and hidden objects
-
-
-@dataclass(frozen=True)
-class TrackedFrame:
-    frame_number: int
-    timestamp: float  # seconds
-    objects: list[ObjectInFrame]
 
 
 @dataclass
@@ -93,7 +88,7 @@ async def track(
     report: TrackReport | None = None,
     sessions: TrackingSessions | None = None,
     max_frames: int | None = None,
-) -> AsyncGenerator[TrackedFrame, None]:
+) -> AsyncGenerator[FrameDetections, None]:
     """Yield the tracked objects of frames start..end (inclusive), in order.
 
     Every caller mistake (prompts, range, paths) raises before the first frame is yielded.
@@ -113,13 +108,7 @@ async def track(
     # running, so a request that goes away never closes the container under its decoder.
     decoder = ThreadPoolExecutor(1, thread_name_prefix="zooserve-decode")
     try:
-        start, end = check_range(source, frame_range.start, frame_range.end)
-        if max_frames is not None and end - start + 1 > max_frames:
-            raise InvalidInput(
-                f"frame_range covers {end - start + 1} frames; a non-streamed request may cover "
-                f"{max_frames} (max_track_frames): stream it (stream: true) or split the range",
-                {"frames": end - start + 1, "limit": max_frames},
-            )
+        start, end = check_range(source, frame_range.start, frame_range.end, max_frames)
         # Masks are decoded here, off the event loop, and only once their size matches the
         # frame: a tiny JSON body cannot make the server allocate gigabytes.
         geometric = await asyncio.to_thread(
@@ -131,52 +120,18 @@ async def track(
         family = require_kind(manager, name, Tracker)
         by_detection = family is not None and issubclass(family, DetectionTracker)
         if texts and not by_detection:  # before the tracker loads: one model at a time fits
-            geometric = await _prompts_from_text(
-                manager, video_path, start, texts, confidence_threshold
-            )
-        # The tracker and its detector are one plan: admitted together or not at all, so the
-        # request never holds one while it waits for room for the other.
+            read = _reader(decoder, source)
+            geometric = await _prompts_from_text(manager, read, start, texts, confidence_threshold)
         plan = [name, *([_detector_name(manager, name)] if by_detection else [])]
         async with contextlib.AsyncExitStack() as stack:
-            leased = await stack.enter_async_context(manager.use_all(plan))
-            tracker = _as_tracker(name, leased[name])
-            detector: Detector | None = None
-            if isinstance(tracker, DetectionTracker):
-                report.detector = plan[1]
-                detector = _as_detector(report.detector, leased[report.detector])
-            queries, labels = _queries(manager, tracker, detector, texts)
-            started_session = await _finish(
-                manager.infer(tracker.start, geometric, source.width, source.height)
-            )
-            key = await sessions.open(
-                f"tracking {video_path} [{start}..{end}] with {name}",
-                started_session,
-                tracker.session_bytes(started_session),
-                holds=plan,
-            )
-            del started_session  # held by `sessions` alone: its claim lives as long as it
-
-            @stack.callback
-            def end_session() -> None:
-                report.peak_session_bytes = sessions.peak(key)
-                sessions.close(key)
-
-            size = _batch_size(manager, report.detector) if detector else 1
-            chunks = _decoded_chunks(decoder, source, start, end, size)
+            reason = f"tracking {video_path} [{start}..{end}] with {name}"
+            run = await _start(stack, manager, sessions, plan, report, geometric, reason)
+            run.threshold = confidence_threshold
+            chunks = _decoded_chunks(decoder, source, start, end, run.batch)
             async for chunk in await stack.enter_async_context(contextlib.aclosing(chunks)):
-                frames, nbytes = await _finish(
-                    manager.infer(
-                        _run_chunk,
-                        tracker,
-                        sessions.session(key),
-                        chunk,
-                        detector,
-                        queries,
-                        labels,
-                        confidence_threshold,
-                    )
-                )
-                await sessions.update(key, nbytes)
+                step = manager.infer(run.step_chunk, sessions.session(run.key), chunk)
+                frames, nbytes = await _finish(step)
+                await sessions.update(run.key, nbytes)
                 for frame in frames:
                     report.frames += 1
                     yield frame
@@ -184,6 +139,75 @@ async def track(
         decoder.submit(source.close)
         decoder.shutdown(wait=False)
         report.processing_time = time.perf_counter() - started
+
+
+@dataclass
+class _Run:
+    """What a request's frames go through: the leased tracker (with a detection tracker, its
+    detector, queries or kept labels and batch size) and the session's key in the ledger."""
+
+    tracker: Tracker
+    key: str = ""
+    detector: Detector | None = None
+    queries: list[str] | None = None
+    labels: set[str] | None = None
+    threshold: float = 0.3
+    batch: int = 1
+
+    def step_chunk(self, session: object, chunk: list[Frame]) -> tuple[list[FrameDetections], int]:
+        """Blocking: (detect and) step every frame of the chunk; the session's bytes after."""
+        if self.detector is not None:
+            assert isinstance(self.tracker, DetectionTracker)
+            images = [f.image for f in chunk]
+            found = self.detector.detect(images, self.queries, self.threshold)
+            results = [
+                self.tracker.step_with_detections(session, f.number, keep_labels(d, self.labels))  # type: ignore[arg-type]
+                for f, d in zip(chunk, found, strict=True)
+            ]
+        else:
+            results = [self.tracker.step(session, f.number, f.image) for f in chunk]
+        frames = [
+            FrameDetections(f.number, f.timestamp, d) for f, d in zip(chunk, results, strict=True)
+        ]
+        return frames, self.tracker.session_bytes(session)
+
+
+async def _start(
+    stack: contextlib.AsyncExitStack[Any],
+    manager: ModelManager,
+    sessions: TrackingSessions,
+    plan: list[str],
+    report: TrackReport,
+    prompts: list[TrackPrompt],
+    reason: str,
+) -> _Run:
+    """Lease the plan, open the tracker's session and reserve its bytes until `stack` closes.
+
+    The tracker and its detector are one plan: admitted together or not at all, so the request
+    never holds one while it waits for room for the other.
+    """
+    leased = await stack.enter_async_context(manager.use_all(plan))
+    tracker = leased_as(plan[0], leased[plan[0]], Tracker)  # type: ignore[type-abstract]
+    run = _Run(tracker)
+    if isinstance(run.tracker, DetectionTracker):
+        report.detector, linked_by = plan[1], "a detection tracker"
+        detector = leased_as(plan[1], leased[plan[1]], Detector, linked_by=linked_by)  # type: ignore[type-abstract]
+        run.detector = detector
+        run.queries = detector_queries(manager, run.detector, report.texts, run.tracker.queries)
+        run.labels = None if run.queries else wanted_labels(manager, plan[1], report.texts)
+        run.batch = batch_size(manager.state(plan[1]).spec)
+    width, height = report.width, report.height
+    started_session = await _finish(manager.infer(run.tracker.start, prompts, width, height))
+    nbytes = run.tracker.session_bytes(started_session)
+    run.key = await sessions.open(reason, started_session, nbytes, holds=plan)
+    del started_session  # held by `sessions` alone: its claim lives as long as it
+
+    @stack.callback
+    def end_session() -> None:
+        report.peak_session_bytes = sessions.peak(run.key)
+        sessions.close(run.key)
+
+    return run
 
 
 async def _finish(work: Awaitable[T]) -> T:
@@ -198,41 +222,10 @@ async def _finish(work: Awaitable[T]) -> T:
         raise
 
 
-def _run_chunk(
-    tracker: Tracker,
-    session: object,
-    chunk: list[Frame],
-    detector: Detector | None,
-    queries: list[str] | None,
-    labels: set[str] | None,
-    threshold: float,
-) -> tuple[list[TrackedFrame], int]:
-    """Blocking: (detect and) step every frame of the chunk; masks leave as RLE."""
-    if isinstance(tracker, DetectionTracker):
-        assert detector is not None
-        found = detector.detect([f.image for f in chunk], queries, threshold)
-        results = [
-            tracker.step_with_detections(session, f.number, _keep_labels(d, labels))  # type: ignore[arg-type]
-            for f, d in zip(chunk, found, strict=True)
-        ]
-    else:
-        results = [tracker.step(session, f.number, f.image) for f in chunk]
-    frames = [
-        TrackedFrame(f.number, f.timestamp, [_encoded(o) for o in objects])
-        for f, objects in zip(chunk, results, strict=True)
-    ]
-    return frames, tracker.session_bytes(session)
-
-
-def _encoded(obj: TrackedObject) -> ObjectInFrame:
-    mask = encode_mask(obj.mask) if obj.mask is not None else None
-    box = _as_box([round(float(v), 2) for v in obj.box])
-    return ObjectInFrame(obj.object_id, box, round(float(obj.score), 4), obj.occluded, mask)
-
-
-def _as_box(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = (float(v) for v in values)
-    return (x1, y1, x2, y2)
+def _reader(decoder: Executor, source: MediaSource) -> ReadFrames:
+    """Reads frames of `source` on the request's decode thread (the one that closes it)."""
+    loop = asyncio.get_running_loop()
+    return lambda numbers: loop.run_in_executor(decoder, source.read, numbers)
 
 
 async def _decoded_chunks(
@@ -255,20 +248,23 @@ async def _decoded_chunks(
 
 
 async def _prompts_from_text(
-    manager: ModelManager, video_path: str, frame: int, texts: list[str], threshold: float
+    manager: ModelManager, read: ReadFrames, frame: int, texts: list[str], threshold: float
 ) -> list[TrackPrompt]:
-    """Boxes of the texts at `frame` from the object_detection task's detector, ids 1..N."""
-    result = await detect(
-        manager, video_path, [frame], confidence_threshold=threshold, prompts=texts
+    """Boxes of the texts at `frame` from the object_detection task's detector, ids 1..N; the
+    frame comes from the request's open video (`read`)."""
+    detector = selected_model(manager, DETECTION, None, texts)
+    require_kind(manager, detector, Detector)
+    results, queries = await detect_frames(
+        manager, detector, [frame], read, threshold=threshold, prompts=texts
     )
-    found = result.frames[0].detections
-    if result.prompts is None:  # closed vocabulary: keep the classes the texts name
-        found = _keep_labels(found, _labels(manager, result.model, texts))
+    found = results[0].detections
+    if queries is None:  # closed vocabulary: keep the classes the texts name
+        found = keep_labels(found, wanted_labels(manager, detector, texts))
     if len(found) == 0:
         raise InvalidInput(
-            f"{result.model} found no {', '.join(map(repr, texts))} at frame {frame} above "
+            f"{detector} found no {', '.join(map(repr, texts))} at frame {frame} above "
             f"confidence {threshold}; lower confidence_threshold or prompt with boxes",
-            {"detector": result.model, "frame": frame, "texts": texts},
+            {"detector": detector, "frame": frame, "texts": texts},
         )
     order = np.argsort(-np.asarray(found.confidence))[:MAX_TEXT_OBJECTS]
     return [
@@ -277,32 +273,9 @@ async def _prompts_from_text(
     ]
 
 
-def _queries(
-    manager: ModelManager, tracker: Tracker, detector: Detector | None, texts: list[str]
-) -> tuple[list[str] | None, set[str] | None]:
-    """(queries for an open-vocabulary detector, class names a closed-vocabulary one keeps)."""
-    if detector is None:
-        return None, None
-    if not detector.open_vocabulary:
-        return None, _labels(manager, detector.spec.name, texts) or None
-    assert isinstance(tracker, DetectionTracker)
-    return texts or tracker.queries or list(manager.config.default_prompts), None
-
-
-def _labels(manager: ModelManager, detector: str, texts: list[str]) -> set[str]:
-    """The detector's class names the texts ask for ("people" -> "person"), normalised."""
-    known = vocabulary(manager, detector) or frozenset()
-    return {plain(label_for(t, known) or t) for t in texts}
-
-
-def _keep_labels(detections: sv.Detections, labels: set[str] | None) -> sv.Detections:
-    if labels is None or len(detections) == 0:
-        return detections
-    names = detections.data.get("class_name")
-    if names is None:
-        return detections
-    keep = np.array([plain(str(n)) in labels for n in names], dtype=bool)
-    return detections[keep]  # type: ignore[return-value]
+def _as_box(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
 
 
 def _detector_name(manager: ModelManager, tracker_name: str) -> str:
@@ -315,21 +288,3 @@ def _detector_name(manager: ModelManager, tracker_name: str) -> str:
             f"models: (known: {sorted(manager.states)})"
         )
     return name
-
-
-def _batch_size(manager: ModelManager, name: str | None) -> int:
-    if name is None:
-        return 1
-    return max(1, int(manager.state(name).spec.options.get("batch_size", 4)))
-
-
-def _as_tracker(name: str, adapter: ModelAdapter) -> Tracker:
-    if not isinstance(adapter, Tracker):
-        raise InvalidInput(f"model {name!r} is a {adapter.kind}, not a tracker")
-    return adapter
-
-
-def _as_detector(name: str, adapter: ModelAdapter) -> Detector:
-    if not isinstance(adapter, Detector):
-        raise ConfigError(f"detector {name!r} of a detection tracker is a {adapter.kind}")
-    return adapter

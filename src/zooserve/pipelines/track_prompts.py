@@ -38,14 +38,23 @@ def split_prompts(
     return [t.strip() for t in texts], geometric
 
 
-def check_range(source: MediaSource, start: int, end: int) -> tuple[int, int]:
-    """A non-empty inclusive range inside the video."""
+def check_range(
+    source: MediaSource, start: int, end: int, max_frames: int | None = None
+) -> tuple[int, int]:
+    """A non-empty inclusive range inside the video, of at most `max_frames` frames (the bound
+    of requests that collect every frame)."""
     if end < start:
         raise InvalidInput(
             f"frame_range is empty: end ({end}) is before start ({start})",
             {"start": start, "end": end},
         )
     source.validate([start, end])  # FramesOutOfRange naming the offenders
+    if max_frames is not None and end - start + 1 > max_frames:
+        raise InvalidInput(
+            f"frame_range covers {end - start + 1} frames; a non-streamed request may cover "
+            f"{max_frames} (max_track_frames): stream it (stream: true) or split the range",
+            {"frames": end - start + 1, "limit": max_frames},
+        )
     return start, end
 
 
