@@ -4,8 +4,10 @@ injected (this machine's ORT is the CPU build, exactly the build a GPU machine m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import TinyModels
@@ -13,7 +15,12 @@ from zooserve.catalog import ModelSpec
 from zooserve.errors import ModelLoadFailed
 from zooserve.families.onnx.osnet import OsnetEmbedder
 from zooserve.families.onnx.rapidocr import RapidOcrReader
-from zooserve.runtimes.onnx_runtime import MB, execution_providers, require_device
+from zooserve.runtimes.onnx_runtime import (
+    MB,
+    execution_providers,
+    require_device,
+    warmup_batch_size,
+)
 
 WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -56,3 +63,23 @@ def test_both_onnx_families_refuse_cuda_on_a_cpu_build(tiny_models: TinyModels) 
     reader = RapidOcrReader(ModelSpec(name="ocr", model_id="rapidocr:ppocr"), source, "cuda:0")
     with pytest.raises(ModelLoadFailed):
         reader.load()
+
+
+def test_the_warm_up_runs_the_largest_batch_a_lane_hands_the_model(
+    tiny_models: TinyModels,
+) -> None:
+    osnet = tiny_models.path("osnet") / "osnet_tiny.onnx"
+    spec = ModelSpec(name="reid", model_id=str(osnet), options={"max_batch_size": 6})
+    adapter = OsnetEmbedder(spec, str(osnet), "cpu")
+    adapter.load()
+    batches: list[int] = []
+    embed = adapter.embed_images
+
+    def counted(images: Sequence[np.ndarray]) -> np.ndarray:
+        batches.append(len(images))
+        return embed(images)
+
+    adapter.embed_images = counted  # type: ignore[method-assign]
+    adapter.warmup()
+    assert batches == [6]  # before: one crop, so ORT's arena grew at the first full batch
+    assert warmup_batch_size({}) == 4 and warmup_batch_size({"batch_size": 2}) == 2

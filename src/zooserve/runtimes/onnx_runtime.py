@@ -9,7 +9,7 @@ see pyproject.toml).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zooserve.errors import ModelLoadFailed
@@ -65,3 +65,10 @@ def require_device(name: str, device: str, session_providers: Sequence[str]) -> 
 def claim_bytes(vram_mb: float | None) -> int | None:
     """The bytes a model is admitted by before it is measured: its configured estimate."""
     return int(vram_mb * MB) if vram_mb else None
+
+
+def warmup_batch_size(options: Mapping[str, Any]) -> int:
+    """The largest batch the model's lane hands it (`max_batch_size`, else `batch_size`, else
+    4, as the manager's lanes read them): warming up at it grows ORT's arena to that batch's
+    activations inside the measuring window, not at the first large request."""
+    return max(1, int(options.get("max_batch_size", options.get("batch_size", 4))))
