@@ -177,19 +177,16 @@ async def family_section(run: Run, manager: ModelManager, entries: dict[str, dic
 
 
 def churn_section(run: Run, entries: dict[str, dict]) -> None:
-    measured = {
-        name: row
+    # Each model at its measured size (peak, or bytes): what admission counts once it is
+    # measured. Models that hold nothing on the device (OpenCV) cannot press on a budget.
+    peaks = {
+        name: admission_bytes(None, row.get("bytes_measured"), row.get("peak_bytes"))
         for name, row in run.report["families"].items()
-        if row.get("peak_bytes") or row.get("bytes_measured")
     }
-    if len(measured) < 2 or run.remaining() < 10:
+    peaks = {name: nbytes for name, nbytes in peaks.items() if nbytes > 0}
+    if len(peaks) < 2 or run.remaining() < 10:
         run.report["churn"] = {"skipped": "fewer than two measured families or no time left"}
         return
-    # what admission counts: the largest of estimate, measured and peak (memory.admission_bytes)
-    peaks = {
-        n: admission_bytes(r.get("bytes_estimate"), r.get("bytes_measured"), r.get("peak_bytes"))
-        for n, r in measured.items()
-    }
     kinds = {n: adapter_class(entries[n]["family"]).kind for n in peaks}
     try:
         run.report["churn"] = churn(run.out / "churn", entries, kinds, peaks, run.settings)

@@ -43,9 +43,9 @@ def ort_providers(sessions: dict[str, list[list[str]]]) -> dict[str, Any]:
     return {"available": available, "sessions": sessions}
 
 
-def session_providers(adapter: Any, depth: int = 3) -> list[list[str]]:
+def session_providers(adapter: Any, depth: int = 5) -> list[list[str]]:
     """`get_providers()` of every ONNX Runtime session the adapter holds (looked up through
-    its attributes: rapidocr keeps its sessions two objects down)."""
+    its attributes: rapidocr keeps each four objects down)."""
     found: list[list[str]] = []
     seen: set[int] = set()
 
@@ -68,7 +68,7 @@ def session_providers(adapter: Any, depth: int = 3) -> list[list[str]]:
 def allocating_lane(device: str) -> Iterator[dict[str, int]]:
     """Another lane allocating and freeing 64 MB on the device while the block runs: what a
     device-wide before/after comparison would mistake for the unloaded model's memory."""
-    stop = threading.Event()
+    stop, running = threading.Event(), threading.Event()
     counts = {"allocations": 0}
 
     def allocate() -> None:
@@ -76,11 +76,13 @@ def allocating_lane(device: str) -> Iterator[dict[str, int]]:
             block = torch.empty(ALLOCATION_BYTES, dtype=torch.uint8, device=device)
             block.fill_(1)
             counts["allocations"] += 1
+            running.set()
             del block
             time.sleep(0.005)  # a lane's pace, not a busy loop (on the CPU it shares 2 cores)
 
     thread = threading.Thread(target=allocate, name="gpu-check-allocator", daemon=True)
     thread.start()
+    running.wait(timeout=30)  # the lane is allocating before the block starts
     try:
         yield counts
     finally:

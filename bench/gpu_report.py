@@ -25,7 +25,7 @@ def _cell(value: Any) -> str:
 
 def _fps(row: dict[str, Any], dtype: str) -> str:
     figures = (row.get("frames_per_s") or {}).get(dtype)
-    return "null" if figures is None else f"{figures.get('1')} / {figures.get('8')}"
+    return "null" if figures is None else f"{_cell(figures.get('1'))} / {_cell(figures.get('8'))}"
 
 
 COLUMNS = (
