@@ -32,11 +32,12 @@ def newest_server(
         "memory_budget_mb": 64,
         "media_root": str(media_root),
         "tasks": {
-            "object_detection": {"selected": "rfdetr", "options": ["rfdetr"]},
+            "object_detection": {"selected": "rfdetr", "options": ["rfdetr", "sam3"]},
             "video_tracking": {"selected": "edgetam", "options": ["edgetam"]},
         },
         "models": {
             "rfdetr": {"model_id": str(tiny_models.path("rf_detr")), "family": "rf_detr"},
+            "sam3": {"model_id": str(tiny_models.path("sam3")), "family": "sam3"},
             "edgetam": {
                 "model_id": str(tiny_models.path("edgetam")),
                 "family": "edgetam",
@@ -94,6 +95,24 @@ def test_rf_detr_bad_frame_is_a_422(http: httpx.Client) -> None:
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "frames_out_of_range"
+
+
+def test_sam3_finds_a_concept_inside_the_frame(http: httpx.Client) -> None:
+    response = http.post(
+        "/api/detect",
+        json={
+            "video_path": "walk.mp4",
+            "frame_numbers": [0],
+            "model": "sam3",
+            "prompts": ["person"],
+            "confidence_threshold": 0.2,
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    found = boxes_inside_frame(response.json()["frames"])
+    assert found, "the tiny SAM 3 scores ~0.25: boxes at 0.2"
+    assert {d["label"] for d in found} == {"person"}
 
 
 def track(http: httpx.Client, model: str, prompts: list[Any]) -> httpx.Response:

@@ -28,6 +28,7 @@ FAMILIES: dict[str, str] = {
     "opencv_cascade": "zooserve.families.opencv.detectors:CascadeDetector",
     "darknet_yolo": "zooserve.families.opencv.darknet_yolo:DarknetYoloDetector",
     "rf_detr": "zooserve.families.hf.rf_detr:RfDetrDetector",
+    "sam3": "zooserve.families.hf.sam3:Sam3Detector",
     # the zoo (enrichment)
     "yolo": "zooserve.families.ultralytics.yolo:YoloDetector",
     "mtcnn": "zooserve.families.facenet.mtcnn:MtcnnFaceDetector",
