@@ -69,7 +69,12 @@ def test_bench_reports_a_failed_load_in_its_row_and_goes_on_at_80_columns(
     assert broken["error"].startswith("model_load_failed") and broken["memory_mb"] is None
     assert hog["model"] == "opencv-hog-people" and "error" not in hog
     assert hog["seconds_per_frame"] > 0 and hog["verified_unload"]
-    assert report["http_vs_in_process"]["model"] == "opencv-hog-people"
+    side_by_side = report["http_vs_in_process"]
+    assert side_by_side["model"] == "opencv-hog-people"
+    # Alternating rounds, and one-frame requests timed on every path as well.
+    assert side_by_side["rounds"] == 3 and side_by_side["pipeline_over_adapter"] > 0
+    assert all(side_by_side["one_frame"][f"{path}_fps"] > 0 for path in bench.PATHS)
+    assert "one-frame frames/s" in (out / "bench.md").read_text()
     assert "| broken-cascade-with-a-long-name |" in (out / "bench.md").read_text()
 
 
