@@ -188,6 +188,7 @@ def churn_section(run: Run, entries: dict[str, dict]) -> None:
         run.report["churn"] = {"skipped": "fewer than two measured families or no time left"}
         return
     kinds = {n: adapter_class(entries[n]["family"]).kind for n in peaks}
+    run.report["churn"] = {"stopped": "the time limit came while it ran"}  # until it ends
     try:
         run.report["churn"] = churn(run.out / "churn", entries, kinds, peaks, run.settings)
     except Exception as error:
