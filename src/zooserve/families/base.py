@@ -1,9 +1,10 @@
-"""The adapter contracts every model family implements.
+"""The adapter contract every model family implements, and the `Detector` kind.
 
-A family file subclasses one kind's contract (only `Detector` exists so far) and registers
-itself in `families/__init__.py`. The manager calls `load()` on its dedicated loader thread and
-`unload()` when evicting; pipelines call the kind's method (e.g. `detect`) in the inference pool.
-Only `forward` may touch the device.
+A family file subclasses one kind's contract (`Detector` here, the others in kinds.py), often
+over its backend's base (`hf/adapter.py` for transformers), and is registered in
+`families/__init__.py`. The manager calls `load()` on its dedicated loader thread and `unload()`
+when evicting; pipelines call the kind's method (e.g. `detect`) in the inference pool. Only
+`forward` may touch the device (`run_stages` runs the three stages of a kind's method).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import supervision as sv
 import torch
 
 from zooserve.catalog import ModelSpec
+from zooserve.families.shipped import ShippedWeights
 from zooserve.runtimes.torch_runtime import inference_dtype, module_bytes
 
 #: RGB uint8 image, shape (H, W, 3).
@@ -47,6 +49,8 @@ class ModelAdapter(ABC):
 
     family: ClassVar[str]
     kind: ClassVar[str]
+    #: Weights an installed package ships (`scheme:name` model id), if the family's are such.
+    shipped: ClassVar[ShippedWeights | None] = None
 
     def __init__(self, spec: ModelSpec, source: str, device: str) -> None:
         self.spec = spec
@@ -80,12 +84,15 @@ class ModelAdapter(ABC):
     def builtin_source(cls, model_id: str) -> str | None:
         """Where a `scheme:name` model id (weights shipped inside a package, e.g.
         `opencv:haarcascade_frontalface_default.xml`) lives here, or None if absent."""
-        return None
+        return cls.shipped.source(model_id) if cls.shipped else None
 
     @classmethod
     def estimate_bytes(cls, source: str, device: str) -> int | None:
         """Estimate the loaded size before loading: weight-file bytes x dtype factor; with no
-        weight file, the parameters its transformers config.json describes; else None."""
+        weight file, the parameters its transformers config.json describes; else None. Shipped
+        weights count as stored (see `ShippedWeights`)."""
+        if cls.shipped:
+            return cls.shipped.file_bytes(source)
         path = Path(source)
         if not path.exists():
             return None
@@ -208,10 +215,8 @@ class Detector(ModelAdapter):
         self, images: Sequence[Image], prompts: Sequence[str] | None, threshold: float
     ) -> list[sv.Detections]:
         """The family's detection over frames of an accepted size."""
-        batch = self.preprocess(images, prompts)
-        with torch.inference_mode():
-            raw = self.forward(batch)
-        return self.postprocess(raw, batch, threshold)
+        detections: list[sv.Detections] = run_stages(self, (images, prompts), threshold)
+        return detections
 
     @abstractmethod
     def preprocess(self, images: Sequence[Image], prompts: Sequence[str] | None) -> Any:
@@ -224,6 +229,15 @@ class Detector(ModelAdapter):
     @abstractmethod
     def postprocess(self, raw: Any, batch: Any, threshold: float) -> list[sv.Detections]:
         """Convert raw outputs to one `sv.Detections` per image, boxes in input pixels."""
+
+
+def run_stages(adapter: Any, inputs: tuple[Any, ...], *options: Any) -> Any:
+    """`adapter.preprocess(*inputs)` on the CPU, `forward` with autograd off (the only step on
+    the device), then `postprocess(raw, batch, *options)`: a kind's method, in three stages."""
+    batch = adapter.preprocess(*inputs)
+    with torch.inference_mode():
+        raw = adapter.forward(batch)
+    return adapter.postprocess(raw, batch, *options)
 
 
 def make_detections(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -30,3 +31,29 @@ def present_file_bytes(source: str, names: Iterable[str]) -> int | None:
     """Bytes of the named files present in the directory `source`, or None when none is."""
     present = [path for path in (Path(source) / name for name in names) if path.is_file()]
     return sum(path.stat().st_size for path in present) if present else None
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """Weight files an installed package ships, named in the config by one `model_id`.
+
+    A family that sets `ModelAdapter.shipped` to one of these gets its `builtin_source` (the
+    package's directory for that id) and its `estimate_bytes` (those files' bytes, as stored:
+    such small nets keep their stored dtype on every device) from it.
+    """
+
+    model_id: str
+    package: str
+    subdirectory: str
+    files: tuple[str, ...]
+
+    def source(self, model_id: str) -> str | None:
+        """The installed package's directory for `model_id`, or None (another id, or absent)."""
+        if model_id != self.model_id:
+            return None
+        found = with_files(package_directory(self.package, self.subdirectory), self.files)
+        return str(found) if found else None
+
+    def file_bytes(self, source: str) -> int | None:
+        """Bytes of these files present in the directory `source`, or None when none is."""
+        return present_file_bytes(source, self.files)

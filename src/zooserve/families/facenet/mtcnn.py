@@ -27,15 +27,14 @@ from zooserve.catalog import ModelSpec
 from zooserve.errors import ModelUnavailable
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.images import group_by_size, image_sizes, rgb_images
-from zooserve.families.shipped import package_directory, present_file_bytes, with_files
+from zooserve.families.shipped import ShippedWeights
 
-SHIPPED_ID = "facenet-pytorch:mtcnn"
 WEIGHT_FILES = {"pnet": "pnet.pt", "rnet": "rnet.pt", "onet": "onet.pt"}
-
-
-def shipped_weights_dir() -> Path | None:
-    """`facenet_pytorch/data/` of the installed wheel if it holds the three nets (no import)."""
-    return with_files(package_directory("facenet_pytorch", "data"), WEIGHT_FILES.values())
+#: `facenet_pytorch/data/` of the installed wheel (found without importing it). The nets stay
+#: float32 on CUDA too, so their file bytes are the estimate (no halving).
+SHIPPED = ShippedWeights(
+    "facenet-pytorch:mtcnn", "facenet_pytorch", "data", (*WEIGHT_FILES.values(),)
+)
 
 
 @dataclass
@@ -57,6 +56,7 @@ class MtcnnFaceDetector(Detector):
 
     family = "mtcnn"
     open_vocabulary = False
+    shipped = SHIPPED
 
     def __init__(self, spec: ModelSpec, source: str, device: str) -> None:
         super().__init__(spec, source, device)
@@ -64,18 +64,6 @@ class MtcnnFaceDetector(Detector):
         self.model: torch.nn.Module | None = None
         self.label = str(spec.options.get("label", "face"))
         self.min_face_size = int(spec.options.get("min_face_size", 20))
-
-    @classmethod
-    def builtin_source(cls, model_id: str) -> str | None:
-        if model_id != SHIPPED_ID:
-            return None
-        directory = shipped_weights_dir()
-        return str(directory) if directory else None
-
-    @classmethod
-    def estimate_bytes(cls, source: str, device: str) -> int | None:
-        """The nets' file bytes: they stay float32 on CUDA too (no halving)."""
-        return present_file_bytes(source, WEIGHT_FILES.values())
 
     def load(self) -> None:
         """Build MTCNN on the device and load the three nets' weights from `self.source`."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from zooserve.errors import InvalidInput
-from zooserve.families.base import Image
+from zooserve.families.base import Image, run_stages
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import group_by_size, image_sizes, rgb_images
 from zooserve.families.kinds import DepthEstimator
@@ -62,10 +62,8 @@ class DepthAnythingEstimator(TransformersAdapter, DepthEstimator):
 
     def estimate_depth(self, images: Sequence[Image]) -> list[np.ndarray]:
         """Depth maps, one per RGB image: float32 (H, W) at the image's size, lower = closer."""
-        batch = self.preprocess(images)
-        with torch.inference_mode():
-            raw = self.forward(batch)
-        return self.postprocess(raw, batch)
+        maps: list[np.ndarray] = run_stages(self, (images,))
+        return maps
 
     def preprocess(self, images: Sequence[Image]) -> DepthBatch:
         """Validate, group equal-sized images, resize/normalise on the CPU."""

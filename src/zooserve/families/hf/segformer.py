@@ -16,7 +16,7 @@ import torch
 
 from zooserve.catalog import ModelSpec
 from zooserve.errors import InvalidInput
-from zooserve.families.base import Image
+from zooserve.families.base import Image, run_stages
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import image_sizes, rgb_images
 from zooserve.families.kinds import Segmenter
@@ -53,10 +53,8 @@ class SegformerSegmenter(TransformersAdapter, Segmenter):
 
     def segment(self, images: Sequence[Image]) -> list[np.ndarray]:
         """Label maps, one per RGB image: int32 (H, W) class ids at the image's own size."""
-        batch = self.preprocess(images)
-        with torch.inference_mode():
-            logits = self.forward(batch)
-        return self.postprocess(logits, batch)
+        maps: list[np.ndarray] = run_stages(self, (images,))
+        return maps
 
     def preprocess(self, images: Sequence[Image]) -> SegformerBatch:
         """Validate and resize/normalise on the CPU."""

@@ -18,7 +18,7 @@ import torch
 
 from zooserve.catalog import ModelSpec
 from zooserve.errors import ConfigError, InvalidInput
-from zooserve.families.base import Image
+from zooserve.families.base import Image, run_stages
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import rgb_images
 from zooserve.families.kinds import ActionRecognizer
@@ -81,10 +81,8 @@ class XClipActionRecognizer(TransformersAdapter, ActionRecognizer):
 
     def recognize(self, frames: Sequence[Image], actions: Sequence[str]) -> dict[str, float]:
         """{action: probability} for one clip of RGB frames, sorted high to low, summing to 1."""
-        batch = self.preprocess(frames, actions)
-        with torch.inference_mode():
-            logits = self.forward(batch)
-        return self.postprocess(logits, batch)
+        scores: dict[str, float] = run_stages(self, (frames, actions))
+        return scores
 
     def preprocess(self, frames: Sequence[Image], actions: Sequence[str]) -> XClipBatch:
         """Validate, sample `num_frames` frames, tokenise the prompts (CPU only)."""

