@@ -180,6 +180,9 @@ def churn(
         "wall_s": round(time.perf_counter() - started, 1),
         "never_over_budget": (max(samples) <= budget) if samples else None,
         "max_device_mb": round(max(samples) / MB, 1) if samples else None,
+        # the server idle (CUDA context, no model): the budget does not cover it
+        "idle_device_mb": round(samples[0] / MB, 1) if samples else None,
+        "never_over_budget_above_idle": (max(samples) - samples[0] <= budget) if samples else None,
         "nvml_source": sampler.source,
         "samples": len(samples),
     }
