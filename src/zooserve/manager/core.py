@@ -35,7 +35,7 @@ from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier, Mover, host_budget_bytes, move_modules
 from zooserve.manager.unloading import Unloader
-from zooserve.memory import MB, MemoryProbe, probe_for
+from zooserve.memory import MB, MemoryProbe, auto_budget_bytes, probe_for
 from zooserve.runtimes.torch_runtime import resolve_device
 
 T = TypeVar("T")
@@ -122,8 +122,7 @@ class ModelManager:
     def _budget_bytes(self) -> int:
         setting = self.config.memory_budget_mb
         if setting == "auto":
-            share = 0.9 if self.device.startswith("cuda") else 0.5
-            return int(self.probe.total_bytes() * share)
+            return auto_budget_bytes(self.probe)
         return int(float(setting) * MB)
 
     # --- lifecycle ---------------------------------------------------------------------------
