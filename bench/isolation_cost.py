@@ -3,8 +3,8 @@
 Runs OpenCV's HOG people detector (the offline default) on the same 1280x720 frames in this
 process's thread pool and in a worker process (frames pickled over a pipe, results back), and
 prints per-frame seconds side by side with their ratio. This measurement chose zooserve's
-mechanism (see zooserve/inference.py): inputs are checked before native code and every call has
-a deadline; process isolation is left as a supervisor's job (systemd Restart=always).
+mechanism (see zooserve/runtimes/inference.py): inputs are checked before native code and every
+call has a deadline; process isolation is left as a supervisor's job (systemd Restart=always).
 
     .venv/bin/python bench/isolation_cost.py --frames 20
 """

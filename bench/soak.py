@@ -31,7 +31,7 @@ from tests import media_corpus
 from tests.api import subprocess_server
 from tests.offline_models import offline_models
 from tests.videos import encode_video
-from zooserve.samples import install_samples
+from zooserve.media.samples import install_samples
 
 MODELS = ["hog", "face", "mtcnn", "plate"]
 KINDS = ["detect", "detect", "track-drop", "job-cancel", "hostile"]

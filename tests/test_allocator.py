@@ -1,5 +1,5 @@
-"""zooserve.allocator: after a frame-sized buffer is freed, the next one still comes from mmap
-(given back to the OS when freed) rather than from a heap that keeps it. Each case runs in a
+"""zooserve.runtimes.allocator: after a frame-sized buffer is freed, the next one still comes from
+mmap (given back to the OS when freed) rather than from a heap that keeps it. Each case runs in a
 fresh interpreter: malloc settings are process-wide and glibc's adaptive threshold moves once."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ FRAME = 640 * 272 * 3  # one decoded bikes.mp4 frame, RGB
 
 PROBE = f"""
 import ctypes
-from zooserve.allocator import pin_mmap_threshold
+from zooserve.runtimes.allocator import pin_mmap_threshold
 
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks "

@@ -12,9 +12,9 @@ import pytest
 import supervision as sv
 
 from tests.videos import encode_video
-from zooserve.annotate import jpeg_data_urls
-from zooserve.errors import MediaTooLarge
+from zooserve.core.errors import MediaTooLarge
 from zooserve.media import MediaSource
+from zooserve.media.annotate import jpeg_data_urls
 
 PREFIX = "data:image/jpeg;base64,"
 

@@ -1,4 +1,4 @@
-"""Dynamic batching across requests (zooserve.batching) and inference lanes per model: unit
+"""Dynamic batching across requests (zooserve.manager.batching) and inference lanes per model: unit
 tests of the batcher with a counting runner, and real detectors (tiny random OWLv2 and
 Grounding DINO, loaded through the real code) whose batched results must equal each
 request's results alone."""
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import TinyModels
-from zooserve.batching import Batcher, batch_key
 from zooserve.catalog import Config
 from zooserve.manager import ModelManager
+from zooserve.manager.batching import Batcher, batch_key
 
 
 async def test_concurrent_requests_share_one_run_and_get_their_own_results() -> None:

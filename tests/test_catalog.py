@@ -9,7 +9,7 @@ import yaml
 
 from zooserve import catalog
 from zooserve.catalog import load_config
-from zooserve.errors import ConfigError
+from zooserve.core.errors import ConfigError
 
 SHIPPED = Path(__file__).parents[1] / "config" / "models.yaml"
 MINIMAL = {

@@ -79,7 +79,7 @@ def test_demo_runs_end_to_end_and_writes_annotated_frames(tmp_path: Path) -> Non
 
 
 def test_detect_runs_locally_with_json_and_annotated_output(tmp_path: Path) -> None:
-    from zooserve.samples import sample_files
+    from zooserve.media.samples import sample_files
 
     out = tmp_path / "astronaut.png"
     result = runner.invoke(
@@ -105,7 +105,7 @@ def test_detect_runs_locally_with_json_and_annotated_output(tmp_path: Path) -> N
 def test_detect_and_models_commands_against_a_running_server(tmp_path: Path) -> None:
     from zooserve.api.server import BackgroundServer
     from zooserve.catalog import load_config
-    from zooserve.samples import sample_files
+    from zooserve.media.samples import sample_files
 
     config = yaml.safe_load(SHIPPED.read_text())
     config.update(media_root=str(tmp_path / "media"), jobs_db=str(tmp_path / "jobs.sqlite3"))
@@ -142,7 +142,7 @@ def test_detect_and_models_commands_against_a_running_server(tmp_path: Path) -> 
 
 
 def test_track_and_enrich_run_locally(tmp_path: Path) -> None:
-    from zooserve.samples import sample_files
+    from zooserve.media.samples import sample_files
 
     video = str(sample_files()["bikes.mp4"])
     out = tmp_path / "tracks.mp4"
@@ -234,7 +234,7 @@ def test_remote_tasks_need_no_local_config_and_report_errors_on_stderr(
     from zooserve.api.server import BackgroundServer
     from zooserve.catalog import load_config
     from zooserve.cli.tasks import run_detect
-    from zooserve.samples import sample_files
+    from zooserve.media.samples import sample_files
 
     def no_local_config() -> Any:
         raise AssertionError("a --url run must not read a local config")
@@ -271,7 +271,7 @@ def test_a_local_run_reports_a_missing_config_and_task_errors_on_stderr(
 ) -> None:
     from zooserve.cli.common import config_loader
     from zooserve.cli.tasks import run_detect
-    from zooserve.samples import sample_files
+    from zooserve.media.samples import sample_files
 
     astronaut = sample_files()["astronaut.png"]
     with pytest.raises(typer.Exit) as exited:
@@ -293,7 +293,7 @@ def test_a_local_run_reports_a_missing_config_and_task_errors_on_stderr(
 def test_zooserve_detect_url_without_a_config_file(tmp_path: Path) -> None:
     from zooserve.api.server import BackgroundServer
     from zooserve.catalog import load_config
-    from zooserve.samples import sample_files
+    from zooserve.media.samples import sample_files
 
     astronaut = str(sample_files()["astronaut.png"])
     missing = str(tmp_path / "no-such-config.yaml")

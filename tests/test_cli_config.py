@@ -56,7 +56,7 @@ def test_the_console_script_lists_models_from_outside_the_repo(elsewhere: Path) 
 
 
 def test_the_packaged_config_is_the_repos_and_ships_as_package_data() -> None:
-    from zooserve import config_location
+    from zooserve.catalog import location as config_location
 
     assert config_location.PACKAGED_CONFIG.read_bytes() == SHIPPED.read_bytes()
     pyproject = (SHIPPED.parents[1] / "pyproject.toml").read_text()
@@ -72,7 +72,7 @@ def test_packaged_config_keeps_its_files_in_the_user_data_directory(elsewhere: P
 
 
 def test_lookup_order_current_directory_then_user_config(elsewhere: Path) -> None:
-    from zooserve import config_location
+    from zooserve.catalog import location as config_location
 
     user = write_config(elsewhere / "home" / "config" / "zooserve" / "models.yaml", device="cpu")
     assert config_location.locate_config().path == user
@@ -90,7 +90,7 @@ def test_no_config_anywhere_names_every_place_looked(
 ) -> None:
     missing = elsewhere / "not-installed" / "models.yaml"
     try:
-        from zooserve import config_location
+        from zooserve.catalog import location as config_location
 
         monkeypatch.setattr(config_location, "PACKAGED_CONFIG", missing)
     except ImportError:  # before issue 22 there was no packaged config to hide

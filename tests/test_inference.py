@@ -12,9 +12,9 @@ import pytest
 
 from tests.manager.sized import SizedModel, make_manager, model
 from tests.waiting import until
-from zooserve.errors import InferenceFailed, InvalidInput
-from zooserve.inference import InferencePool
-from zooserve.quiet import QuietWindow
+from zooserve.core.errors import InferenceFailed, InvalidInput
+from zooserve.runtimes.inference import InferencePool
+from zooserve.runtimes.quiet import QuietWindow
 
 
 async def test_a_stuck_call_is_abandoned_and_the_next_call_runs() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.waiting import until
-from zooserve.jobs import Job, JobNotFound, JobRunner, JobStore, Progress, expired
+from zooserve.jobs.queue import Job, JobNotFound, JobRunner, JobStore, Progress, expired
 
 
 def stored_ids(store: JobStore) -> set[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.waiting import until
-from zooserve.jobs import Job, JobRunner, JobStore, Progress, QueueFull
+from zooserve.jobs.queue import Job, JobRunner, JobStore, Progress, QueueFull
 
 
 class SlowDisk(JobStore):

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from zooserve.logs import JsonFormatter, SecretsFilter
-from zooserve.redaction import register_secrets
+from zooserve.core.logs import JsonFormatter, SecretsFilter
+from zooserve.core.redaction import register_secrets
 
 SECRET = "log-secret-5f3a9c"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zooserve.errors import (
+from zooserve.core.errors import (
     FramesOutOfRange,
     InvalidInput,
     MediaNotFound,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests import media_corpus
 from tests.videos import encode_video
-from zooserve.errors import (
+from zooserve.core.errors import (
     InvalidInput,
     MediaClosed,
     MediaNotFound,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.media_corpus import avi_declaring
-from zooserve.errors import FramesOutOfRange
+from zooserve.core.errors import FramesOutOfRange
 from zooserve.media import MediaSource
 from zooserve.media.sampling import evenly_spaced, every_interval, pick_evenly
 

@@ -21,9 +21,9 @@ import torch
 from tests.waiting import until
 from zooserve.catalog import ModelSpec
 from zooserve.families.base import ModelAdapter
-from zooserve.inference import InferencePool
 from zooserve.memory import MB, CpuProbe, admission_bytes, load_measured, nvml_process_bytes
-from zooserve.quiet import QuietWindow
+from zooserve.runtimes.inference import InferencePool
+from zooserve.runtimes.quiet import QuietWindow
 
 OTHER_ACTIVATIONS = 300 * MB  # what another model's forward allocates while it runs
 OTHER_CACHE = 500 * MB  # what torch's cache keeps (NVML sees it) once another model ran

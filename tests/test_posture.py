@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zooserve.posture import POSTURES, posture
+from zooserve.pipelines.posture import POSTURES, posture
 
 #: (x, y) per COCO keypoint id, torso about 100 px; missing ids get score 0.
 SKELETONS: dict[str, dict[int, tuple[float, float]]] = {

@@ -21,9 +21,9 @@ from huggingface_hub import errors
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from zooserve import pull, sources
 from zooserve.catalog import load_config
-from zooserve.cli import app
+from zooserve.cli import app, pull
+from zooserve.families import sources
 
 SHIPPED = Path(__file__).parents[1] / "config" / "models.yaml"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from zooserve.errors import InvalidInput
-from zooserve.rle import decode_mask, encode_mask
+from zooserve.core.errors import InvalidInput
+from zooserve.media.rle import decode_mask, encode_mask
 
 
 def masks() -> list[np.ndarray]:

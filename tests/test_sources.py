@@ -10,8 +10,9 @@ from pathlib import Path
 import yaml
 
 from tests.test_catalog import MINIMAL, SHIPPED, write
-from zooserve import catalog, sources
+from zooserve import catalog
 from zooserve.catalog import load_config
+from zooserve.families import sources
 
 
 def test_the_catalog_imports_no_family() -> None:

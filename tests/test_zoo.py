@@ -11,14 +11,14 @@ import yaml
 
 from zooserve.bench_zoo import runnable_triggers, zoo_models
 from zooserve.catalog import load_config
-from zooserve.errors import ConfigError, InvalidInput
-from zooserve.zoo import (
+from zooserve.catalog.zoo import (
     TriggerSpec,
     check_trigger_models,
     dependants,
     plan_steps,
     select_triggers,
 )
+from zooserve.core.errors import ConfigError, InvalidInput
 
 MODELS = {
     name: {"model_id": f"opencv:{name}.xml", "family": "opencv_cascade", "framework": "opencv"}

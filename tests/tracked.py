@@ -11,7 +11,7 @@ import supervision as sv
 from zooserve.families.base import Image
 from zooserve.families.kinds import Tracker
 from zooserve.families.results import FrameDetections, row_mask
-from zooserve.rle import encode_mask
+from zooserve.media.rle import encode_mask
 
 
 @dataclass(frozen=True)

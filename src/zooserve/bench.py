@@ -23,14 +23,14 @@ from rich.table import Table
 
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import Config
-from zooserve.errors import ZooError
+from zooserve.core.errors import ZooError
 from zooserve.families.base import Detector
 from zooserve.manager import ModelManager
 from zooserve.media import MediaSource
+from zooserve.media.samples import install_samples
 from zooserve.memory import MB
 from zooserve.pipelines.detect import detect
 from zooserve.pipelines.selection import selected_model
-from zooserve.samples import install_samples
 
 CRITERIA = {"memory_mb": 1500.0, "load_seconds": 5.0}
 #: The table printed on a terminal: (row key, short header). bench.md/json hold every key.

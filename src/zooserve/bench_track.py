@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.table import Table
 
 from zooserve.catalog import Config
-from zooserve.errors import ZooError
+from zooserve.core.errors import ZooError
 from zooserve.manager import ModelManager
 from zooserve.media import MediaSource, resolve_media_path
+from zooserve.media.samples import install_samples
 from zooserve.memory import MB
 from zooserve.pipelines.track import FrameRange, TrackReport, track
-from zooserve.samples import install_samples
 
 TRACKER_FAMILIES = {"detection_tracker", "sam2", "samurai", "sam2long"}
 DEFAULT_VIDEO = "samples/bikes.mp4"

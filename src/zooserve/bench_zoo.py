@@ -25,15 +25,15 @@ from rich.console import Console
 
 from zooserve.bench import failed_row, markdown_table, render_rows
 from zooserve.catalog import Config
+from zooserve.catalog.zoo import PRIMARY, TriggerSpec
 from zooserve.families.base import Detector, Image, ModelAdapter, make_detections
 from zooserve.families.kinds import ActionRecognizer, Classifier, PoseEstimator, Tracker
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource
+from zooserve.media.samples import install_samples
 from zooserve.memory import MB
 from zooserve.pipelines import enrich_kinds as kinds
 from zooserve.pipelines.enrich import EnrichResult, Order, enrich_frames
-from zooserve.samples import install_samples
-from zooserve.zoo import PRIMARY, TriggerSpec
 
 #: Models that are not enrichment models: language engines and the task-only categories.
 _NOT_ZOO = {"tracking", "summarization", "ontology"}

@@ -26,7 +26,7 @@ from tests.tiny import llama, llava
 from zooserve.api.routes_generate import AugmentResponse, SummarizeResponse
 from zooserve.api.server import BackgroundServer, free_port
 from zooserve.catalog import load_config
-from zooserve.engines.config import EngineSpec
+from zooserve.catalog.engines import EngineSpec
 from zooserve.engines.launch import ManagedEngine, build_command
 
 SUMMARY = {

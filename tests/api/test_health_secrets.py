@@ -16,7 +16,7 @@ import yaml
 
 from zooserve.api.server import BackgroundServer, free_port
 from zooserve.catalog import load_config
-from zooserve.redaction import redact_argv, redact_text
+from zooserve.core.redaction import redact_argv, redact_text
 
 KEY = "health-key-0123456789"
 SECRETS = {

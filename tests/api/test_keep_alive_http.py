@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from zooserve import request_context
 from zooserve.api import routes_detect, routes_enrich, routes_generate, routes_track
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import load_config
-from zooserve.errors import InvalidInput
+from zooserve.core import request_context
+from zooserve.core.errors import InvalidInput
 
 DETECT = {"video_path": "walk.mp4", "frame_numbers": [0], "model": "owl"}
 #: One valid body per task route, without keep_alive.

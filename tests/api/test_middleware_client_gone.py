@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from zooserve import request_context
 from zooserve.api.metrics import Metrics
 from zooserve.api.middleware import ServiceMiddleware
+from zooserve.core import request_context
 
 DISCONNECT: Message = {"type": "http.disconnect"}
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from zooserve.api.errors import install_error_handlers
-from zooserve.errors import QueueFull
+from zooserve.core.errors import QueueFull
 from zooserve.memory import MB
 
 

@@ -18,7 +18,7 @@ from tests.track_scenes import Faces
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import load_config
 from zooserve.manager import ModelManager
-from zooserve.rle import encode_mask
+from zooserve.media.rle import encode_mask
 
 SCENE = Faces()
 LAST = SCENE.frames - 1

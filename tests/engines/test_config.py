@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from zooserve.catalog import Config, load_config
-from zooserve.engines.config import EngineSpec
+from zooserve.catalog.engines import EngineSpec
+from zooserve.core.errors import ConfigError
 from zooserve.engines.pool import EnginePool, served_model_name
-from zooserve.errors import ConfigError
 from zooserve.manager import ModelManager
 
 MODELS = {"vlm": {"model_id": "Qwen/Qwen2.5-VL-7B-Instruct"}, "llm": {"model_id": "./llm"}}

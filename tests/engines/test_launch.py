@@ -19,11 +19,11 @@ import pytest
 
 from zooserve.api.server import free_port
 from zooserve.catalog import Config
-from zooserve.engines.config import EngineSpec
+from zooserve.catalog.engines import EngineSpec
+from zooserve.core.errors import BudgetExceeded
 from zooserve.engines.launch import ManagedEngine, build_command
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, EngineError, GenerationRequest
-from zooserve.errors import BudgetExceeded
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from tests.conftest import TinyModels
 from tests.engines.families import engine_families  # noqa: F401 - fixture
 from zooserve.catalog import Config, ModelSpec
+from zooserve.core.errors import ConfigError, InvalidInput, MissingDependency
 from zooserve.engines.constrained import finish_reserve, minimal_json
 from zooserve.engines.local import LocalGenerator
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
-from zooserve.errors import ConfigError, InvalidInput, MissingDependency
 from zooserve.manager import ModelManager
 
 

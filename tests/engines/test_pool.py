@@ -11,11 +11,11 @@ import pytest
 
 from zooserve.api.server import free_port
 from zooserve.catalog import Config
-from zooserve.engines.config import EngineSpec
+from zooserve.catalog.engines import EngineSpec
+from zooserve.core.errors import InvalidInput, ModelNotFound, NoEngineAvailable
 from zooserve.engines.launch import ManagedEngine, build_command
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
-from zooserve.errors import InvalidInput, ModelNotFound, NoEngineAvailable
 from zooserve.manager import ModelManager
 
 SCRIPT = str(Path(__file__).with_name("sleepy_server.py"))

@@ -25,8 +25,8 @@ import supervision as sv
 from tests.conftest import TinyModels
 from tests.families.adapters import make_adapter
 from tests.tracked import step_rows
+from zooserve.core.errors import ModelLoadFailed
 from zooserve.engines.types import ChatMessage, GenerationRequest
-from zooserve.errors import ModelLoadFailed
 from zooserve.families import FAMILIES, adapter_class
 from zooserve.families.base import ModelAdapter
 from zooserve.families.facenet.mtcnn import WEIGHT_FILES, MtcnnFaceDetector

@@ -16,7 +16,7 @@ import skimage.data
 from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter
 from tests.families.detections import check_detections
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Detector
 from zooserve.families.hf.florence2 import Florence2Detector
 from zooserve.families.hf.grounding_dino import GroundingDinoDetector

@@ -13,7 +13,13 @@ import pytest
 
 from tests.manager.sized import Clock, SizedModel, lease_once, make_manager, model
 from tests.waiting import until
-from zooserve.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, ModelNotFound, ServiceBusy
+from zooserve.core.errors import (
+    BudgetExceeded,
+    ModelInUse,
+    ModelLoadFailed,
+    ModelNotFound,
+    ServiceBusy,
+)
 from zooserve.manager import Status
 from zooserve.memory import MB
 

@@ -18,8 +18,8 @@ import pytest
 from tests.manager.sized import Clock, SizedModel, lease_once, make_manager, model
 from tests.waiting import until
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ModelInUse, ServiceBusy
-from zooserve.events import Event, EventLog
+from zooserve.core.errors import ModelInUse, ServiceBusy
+from zooserve.core.events import Event, EventLog
 from zooserve.families.base import ModelAdapter
 from zooserve.manager import ModelManager, Status, lookup
 from zooserve.memory import MB, CpuProbe

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from tests.manager.sized import Clock, SizedModel, lease_once, make_manager, model
 from tests.waiting import until
 from zooserve.catalog import ModelSpec
-from zooserve.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, QueueFull, ServiceBusy
+from zooserve.core.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, QueueFull, ServiceBusy
 from zooserve.manager import Claim, Ledger, ModelManager, Reclaim, Status
 from zooserve.manager.claims import LedgerOverflow
 from zooserve.memory import MB

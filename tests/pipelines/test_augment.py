@@ -9,8 +9,8 @@ import pytest
 
 from tests.engines.families import engine_families  # noqa: F401 - fixture
 from zooserve.catalog import Config
+from zooserve.core.errors import InvalidInput, NoEngineAvailable
 from zooserve.engines.pool import EnginePool
-from zooserve.errors import InvalidInput, NoEngineAvailable
 from zooserve.manager import ModelManager
 from zooserve.pipelines.augment import (
     Ontology,

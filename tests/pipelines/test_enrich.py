@@ -24,11 +24,11 @@ from zooserve.families import adapter_class
 from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource
+from zooserve.media.samples import sample_files
 from zooserve.pipelines import enrich_kinds as kinds
 from zooserve.pipelines.enrich import EnrichResult, enrich_frames
 from zooserve.pipelines.enrich_run import crop, fit
-from zooserve.posture import POSTURES
-from zooserve.samples import sample_files
+from zooserve.pipelines.posture import POSTURES
 
 ACTIONS = ["riding a bike", "walking a cat"]
 

@@ -14,7 +14,7 @@ from tests.offline_models import cascade
 from tests.track_scenes import Faces
 from tests.tracked import frame_view
 from zooserve.catalog import Config
-from zooserve.errors import InvalidInput, ModelNotFound
+from zooserve.core.errors import InvalidInput, ModelNotFound
 from zooserve.manager import ModelManager
 from zooserve.pipelines.selection import (
     is_available,

@@ -11,8 +11,8 @@ from tests.conftest import TinyModels
 from tests.engines.families import engine_families  # noqa: F401 - fixture
 from tests.videos import encode_video
 from zooserve.catalog import Config
+from zooserve.core.errors import InvalidInput
 from zooserve.engines.pool import EnginePool
-from zooserve.errors import InvalidInput
 from zooserve.manager import ModelManager
 from zooserve.pipelines.summarize import (
     KeyFrame,

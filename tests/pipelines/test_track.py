@@ -21,16 +21,16 @@ from tests.conftest import TinyModels
 from tests.track_scenes import Faces
 from tests.tracked import TrackedFrameView, frame_view
 from zooserve.catalog import Config, ModelSpec
-from zooserve.errors import BudgetExceeded, FramesOutOfRange, InvalidInput, ServiceBusy
-from zooserve.events import Event
+from zooserve.core.errors import BudgetExceeded, FramesOutOfRange, InvalidInput, ServiceBusy
+from zooserve.core.events import Event
 from zooserve.families.base import Image, ModelAdapter
 from zooserve.families.kinds import Tracker, TrackPrompt
 from zooserve.families.results import FrameDetections, tracked_objects
 from zooserve.manager import ModelManager, default_adapter_factory
 from zooserve.media import MediaSource
+from zooserve.media.rle import decode_mask
 from zooserve.pipelines.track import FrameRange, TrackReport, track
 from zooserve.pipelines.track_sessions import TrackingSessions
-from zooserve.rle import decode_mask
 
 # One manager for the module: unloading runs gc.collect(), which takes ~0.7 s here.
 pytestmark = pytest.mark.asyncio(loop_scope="module")

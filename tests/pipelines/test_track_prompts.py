@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.kinds import TrackPrompt
+from zooserve.media.rle import encode_mask
 from zooserve.pipelines.track_prompts import check_geometry
-from zooserve.rle import encode_mask
 
 
 def test_a_box_over_the_edge_is_clipped_and_one_wholly_outside_is_refused() -> None:

@@ -24,7 +24,7 @@ from ray import serve
 from tests.conftest import TinyModels
 from tests.offline_models import offline_models
 from zooserve.api.server import free_port
-from zooserve.jobs import JobStore
+from zooserve.jobs.queue import JobStore
 from zooserve.ray import build_app
 from zooserve.ray.asgi import Forwarded
 from zooserve.ray.directory import directory

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import TinyModels
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ModelLoadFailed
+from zooserve.core.errors import ModelLoadFailed
 from zooserve.families.onnx.osnet import OsnetEmbedder
 from zooserve.families.onnx.rapidocr import RapidOcrReader
 from zooserve.runtimes.onnx_runtime import (

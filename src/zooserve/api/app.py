@@ -14,7 +14,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zooserve import __version__
-from zooserve.allocator import pin_mmap_threshold
 from zooserve.api import (
     routes_detect,
     routes_enrich,
@@ -31,12 +30,13 @@ from zooserve.api.request_settings import apply_request_settings
 from zooserve.api.tasks import Services, job_tasks
 from zooserve.api.uploads import sweep_stale_uploads
 from zooserve.catalog import Config
+from zooserve.core.redaction import register_secrets
 from zooserve.engines.pool import EnginePool
-from zooserve.jobs import JobRunner, JobStore
+from zooserve.jobs.queue import JobRunner, JobStore
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
 from zooserve.pipelines.track_sessions import TrackingSessions
-from zooserve.redaction import register_secrets
+from zooserve.runtimes.allocator import pin_mmap_threshold
 
 log = logging.getLogger("zooserve")
 
@@ -123,7 +123,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pin_mmap_threshold()  # before the threads that decode and infer (zooserve.allocator)
+        pin_mmap_threshold()  # before the threads that decode and infer
         app.state.manager = active = manager or ModelManager(config)
         app.state.engines = engines = EnginePool(config, active)
         app.state.tracking_sessions = sessions = TrackingSessions(active)

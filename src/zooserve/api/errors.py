@@ -1,7 +1,7 @@
 """One error envelope for every failure: `{"error": {"code", "message", "details"}}`.
 
 Every envelope passes through `error_response`, which hides the process's known secrets
-(zooserve.redaction): a message may quote an engine's error body, which may quote its key."""
+(zooserve.core.redaction): a message may quote an engine's error body, which may quote its key."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zooserve.api.schemas import ErrorResponse
-from zooserve.errors import ZooError
-from zooserve.redaction import hide_secrets
+from zooserve.core.errors import ZooError
+from zooserve.core.redaction import hide_secrets
 
 log = logging.getLogger("zooserve.api")
 #: A body can fail in many places at once; the caller gets the first few, each bounded.

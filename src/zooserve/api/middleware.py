@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from zooserve import request_context
 from zooserve.api.metrics import Metrics
 from zooserve.api.request_guards import (
     BODY_METHODS,
@@ -33,7 +32,8 @@ from zooserve.api.request_guards import (
     media_type,
     read_body,
 )
-from zooserve.logs import request_id
+from zooserve.core import request_context
+from zooserve.core.logs import request_id
 
 log = logging.getLogger("zooserve.access")
 #: Reachable without the API key: liveness for load balancers and the dashboard's page shell.

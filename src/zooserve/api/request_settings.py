@@ -1,6 +1,7 @@
 """Per-request settings a task body may carry beside its task's own fields (today
 `keep_alive`; schemas.TaskSettings declares them), and the one place that hands them to the
-manager through `zooserve.request_context`: for the route, the upload form and the job alike."""
+manager through `zooserve.core.request_context`: for the route, the upload form and the job
+alike."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
-from zooserve import request_context
 from zooserve.catalog import parse_keep_alive
+from zooserve.core import request_context
 
 #: What a duration string may look like: ASCII digits and spaces only, checked whole, so the
 #: documented pattern is never looser than what is accepted (the OpenAPI fuzzer holds us to it).

@@ -8,7 +8,7 @@ from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import DetectRequest, DetectResponse
 from zooserve.api.serializers import detect_response
 from zooserve.api.uploads import task_request, upload_body_doc
-from zooserve.jobs import Progress
+from zooserve.jobs.queue import Progress
 from zooserve.manager import ModelManager
 from zooserve.pipelines.detect import DetectResult, detect
 

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
 from zooserve.api.schemas import StrictRequest
 from zooserve.api.streaming import ClosingStreamingResponse
-from zooserve.errors import InvalidInput
-from zooserve.jobs import TERMINAL, JobRunner
+from zooserve.core.errors import InvalidInput
+from zooserve.jobs.queue import TERMINAL, JobRunner
 
 router = APIRouter(prefix="/api")
 

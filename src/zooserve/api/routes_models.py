@@ -19,9 +19,9 @@ from zooserve.api.schemas import (
     ModelsInfoResponse,
     PublicHealthResponse,
 )
+from zooserve.core.redaction import engine_secrets, redact
 from zooserve.manager import ModelManager
 from zooserve.memory import MB, nvml_device_memory, rss_bytes
-from zooserve.redaction import engine_secrets, redact
 
 router = APIRouter()
 #: What the seed's clients wait for in /health's `status`.

@@ -20,7 +20,7 @@ from zooserve.api.schemas import PixelCoordinate, StrictRequest, TaskSettings, T
 from zooserve.api.serializers import track_response, track_summary, tracked_frame
 from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.api.uploads import task_request, upload_body_doc
-from zooserve.errors import ZooError
+from zooserve.core.errors import ZooError
 from zooserve.families.kinds import TrackPrompt
 from zooserve.families.results import FrameDetections
 from zooserve.manager import ModelManager

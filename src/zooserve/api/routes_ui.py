@@ -17,15 +17,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from zooserve.annotate import jpeg_data_urls
 from zooserve.api.request_settings import apply_request_settings
 from zooserve.api.routes_detect import detect_request
 from zooserve.api.routes_models import manager_of
 from zooserve.api.schemas import DetectRequest
 from zooserve.api.streaming import ClosingStreamingResponse
 from zooserve.api.uploads import UPLOAD_DIR
-from zooserve.events import Event
+from zooserve.core.events import Event
 from zooserve.media import MediaSource, resolve_media_path
+from zooserve.media.annotate import jpeg_data_urls
 from zooserve.pipelines.detect import DetectResult
 
 router = APIRouter()

@@ -27,10 +27,10 @@ from zooserve.api.schemas import (
     VideoInfo,
 )
 from zooserve.families.results import FrameDetections, row_mask
+from zooserve.media.rle import encode_mask
 from zooserve.pipelines.detect import DetectResult
 from zooserve.pipelines.enrich import EnrichResult, Subject
 from zooserve.pipelines.track import TrackReport
-from zooserve.rle import encode_mask
 
 
 def bbox(xyxy: Any, digits: int | None = None) -> BBox:

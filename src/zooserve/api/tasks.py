@@ -20,7 +20,7 @@ from zooserve.api.routes_generate import (
 from zooserve.api.routes_track import TrackRequest, frame_out, start_tracking, track_response
 from zooserve.api.schemas import DetectRequest
 from zooserve.engines.pool import EnginePool
-from zooserve.jobs import Progress
+from zooserve.jobs.queue import Progress
 from zooserve.manager import ModelManager
 from zooserve.pipelines.track import TrackReport
 from zooserve.pipelines.track_sessions import TrackingSessions

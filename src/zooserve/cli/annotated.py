@@ -19,7 +19,7 @@ def _frames(path: Path, numbers: Sequence[int]) -> tuple[list[Any], float]:
 
 def save_frames(drawn: list[Any], numbers: Sequence[int], out: Path, fps: float) -> list[Path]:
     """One video (`OUT.mp4`), one PNG (`OUT.png`), or `OUT-<frame>.png` per frame."""
-    from zooserve.annotate import save_mp4, save_png
+    from zooserve.media.annotate import save_mp4, save_png
 
     if out.suffix.lower() in VIDEO_SUFFIXES:
         return [save_mp4(drawn, out, fps)]
@@ -33,7 +33,7 @@ def save_frames(drawn: list[Any], numbers: Sequence[int], out: Path, fps: float)
 
 def write_annotated(path: Path, out: Path, result: dict[str, Any]) -> list[Path]:
     """A detect answer's boxes and labels on its frames."""
-    from zooserve.annotate import annotate, detections_from_api
+    from zooserve.media.annotate import annotate, detections_from_api
 
     frames = result["frames"]
     numbers = [f["frame_number"] for f in frames]
@@ -58,7 +58,7 @@ def text_detections(lines: list[dict[str, Any]]) -> Any:
 
 def write_text_boxes(path: Path, out: Path, frames: list[dict[str, Any]]) -> list[Path]:
     """Each frame's OCR lines (`{frame_number, lines}`) boxed and labelled on the frame."""
-    from zooserve.annotate import annotate
+    from zooserve.media.annotate import annotate
 
     numbers = [f["frame_number"] for f in frames]
     images, fps = _frames(path, numbers)
@@ -74,8 +74,8 @@ def write_tracks(path: Path, out: Path, result: dict[str, Any]) -> Path:
     import numpy as np
     import supervision as sv
 
-    from zooserve.annotate import save_mp4
-    from zooserve.rle import decode_mask
+    from zooserve.media.annotate import save_mp4
+    from zooserve.media.rle import decode_mask
 
     frames = result["frames"]
     images, fps = _frames(path, [f["frame_number"] for f in frames])

@@ -47,10 +47,10 @@ def quiet_logging(level: str = "warning") -> None:
 
 
 def load_config_or_exit(path: Path | None) -> Config:
-    """The config (see zooserve.config_location for where it is looked for); an invalid or
+    """The config (see zooserve.catalog.location for where it is looked for); an invalid or
     missing one is reported on stderr with exit code 2."""
     from zooserve.catalog import load_config
-    from zooserve.errors import ConfigError
+    from zooserve.core.errors import ConfigError
 
     try:
         return load_config(path)

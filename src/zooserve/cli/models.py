@@ -79,7 +79,7 @@ def models_info(
             raise typer.Exit(2)
         typer.echo(json.dumps(info[name], indent=2))
         return
-    from zooserve import sources
+    from zooserve.families import sources
 
     cfg = load_config_or_exit(config)
     spec = cfg.models.get(name)
@@ -101,7 +101,7 @@ def models_info(
 def source_record(spec: ModelSpec) -> dict[str, Any] | None:
     """The source `models pull` uses for `spec` (a hub model_id without one: its repo's
     default files), with only the fields that apply to its kind."""
-    from zooserve.pull import effective_source
+    from zooserve.cli.pull import effective_source
 
     source = effective_source(spec)
     if source is None:
@@ -131,7 +131,7 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
 ) -> None:
     """Every configured model: family, category, estimate, and whether it is present here."""
-    from zooserve import sources
+    from zooserve.families import sources
 
     cfg = load_config_or_exit(config)
     rows = []
@@ -183,7 +183,7 @@ def models_pull(
     """Fetch only the files each model's `source:` names, verify them, report each model.
 
     Needs network (refused with HF_HUB_OFFLINE=1). Exit code 1 when any model failed."""
-    from zooserve.pull import PullError, pull_models, select_models
+    from zooserve.cli.pull import PullError, pull_models, select_models
 
     cfg = load_config_or_exit(config)
     try:

@@ -27,7 +27,7 @@ def serve(
     import uvicorn
 
     from zooserve.api.app import create_app
-    from zooserve.logs import configure_logging
+    from zooserve.core.logs import configure_logging
 
     cfg = load_config_or_exit(config)
     configure_logging(log_level, as_json=cfg.log_json)
@@ -57,7 +57,7 @@ def demo(
     once: Annotated[bool, typer.Option("--once", help="exit after showing the result")] = False,
 ) -> None:
     """Start the service, detect on sample media over HTTP, and write annotated frames."""
-    from zooserve.demo import run_demo
+    from zooserve.cli.demo import run_demo
 
     quiet_logging()
     cfg = load_config_or_exit(config)

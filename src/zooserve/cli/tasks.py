@@ -86,7 +86,7 @@ def run_task(
     from pydantic import ValidationError
 
     from zooserve.cli.local import RUNNERS
-    from zooserve.errors import ZooError
+    from zooserve.core.errors import ZooError
 
     if not path.is_file():
         raise typer.BadParameter(f"{path} is not a file")
@@ -117,7 +117,7 @@ def run_detect(
 ) -> None:
     """`config` is read only for a local run (`url` None)."""
     from zooserve.cli.annotated import write_annotated
-    from zooserve.errors import ZooError
+    from zooserve.core.errors import ZooError
     from zooserve.media import MediaSource
 
     if not path.is_file():

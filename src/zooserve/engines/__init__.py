@@ -5,7 +5,7 @@ Kept import-light on purpose: `catalog` imports `engines.config`, so this packag
 import the manager. Import the pool from `zooserve.engines.pool`.
 """
 
-from zooserve.engines.config import EngineSpec, LaunchSpec
+from zooserve.catalog.engines import EngineSpec, LaunchSpec
 from zooserve.engines.types import ChatMessage, EngineFailure, Generation, GenerationRequest
 
 __all__ = [

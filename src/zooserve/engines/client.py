@@ -18,7 +18,8 @@ import httpx
 import openai
 from PIL import Image as PILImage
 
-from zooserve.engines.config import EngineSpec
+from zooserve.catalog.engines import EngineSpec
+from zooserve.core.redaction import clip_upstream, engine_secrets, redact_text, register_secrets
 from zooserve.engines.types import (
     ChatMessage,
     EngineError,
@@ -28,7 +29,6 @@ from zooserve.engines.types import (
     Image,
     parse_output,
 )
-from zooserve.redaction import clip_upstream, engine_secrets, redact_text, register_secrets
 
 #: Statuses that mean "this request is wrong for any engine" rather than "this engine is unwell".
 REJECTED_STATUSES = frozenset({400, 413, 422})

@@ -4,7 +4,7 @@ Probes (GET /health, else /v1/models) run on a timer; real requests update the v
 engine that just refused a connection is skipped by the next request instead of timing it out
 again. A skipped engine is named in the 503 with the reason it was skipped.
 
-What the view shows is redacted (zooserve.redaction): engine argv, environments, URLs and error
+What the view shows is redacted (zooserve.core.redaction): engine argv, environments, URLs and error
 text carry API keys and tokens, and the view reaches /health, /models/info and 503 details.
 """
 
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zooserve.redaction import redact_text
+from zooserve.core.redaction import redact_text
 
 State = Literal["unknown", "up", "down"]
 

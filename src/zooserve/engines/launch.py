@@ -28,17 +28,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from zooserve.engines.config import EngineSpec
-from zooserve.engines.types import EngineError, EngineFailure
-from zooserve.manager import ModelManager, Reclaim
-from zooserve.memory import MB
-from zooserve.redaction import (
+from zooserve.catalog.engines import EngineSpec
+from zooserve.core.redaction import (
     engine_secrets,
     redact_argv,
     redact_text,
     register_secrets,
     secret_values,
 )
+from zooserve.engines.types import EngineError, EngineFailure
+from zooserve.manager import ModelManager, Reclaim
+from zooserve.memory import MB
 
 log = logging.getLogger("zooserve.engines.launch")
 QUANTIZATION_ARGS = {

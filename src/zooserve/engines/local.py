@@ -28,8 +28,9 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
+from zooserve.catalog.engines import EngineSpec
+from zooserve.core.errors import ConfigError, InvalidInput, MissingDependency, ZooError
 from zooserve.engines.client import Engine, schema_instruction
-from zooserve.engines.config import EngineSpec
 from zooserve.engines.constrained import (
     CLOSING_CHARS,
     SchemaLogitsProcessor,
@@ -43,7 +44,6 @@ from zooserve.engines.types import (
     GenerationRequest,
     parse_output,
 )
-from zooserve.errors import ConfigError, InvalidInput, MissingDependency, ZooError
 from zooserve.families.base import ModelAdapter
 from zooserve.manager import ModelManager
 

@@ -18,13 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zooserve.catalog import Config
-from zooserve.engines.client import Engine, OpenAIEngine
-from zooserve.engines.config import EngineSpec
-from zooserve.engines.health import EngineHealth
-from zooserve.engines.launch import ManagedEngine, build_command
-from zooserve.engines.local import LocalEngine
-from zooserve.engines.types import EngineError, EngineFailure, Generation, GenerationRequest
-from zooserve.errors import (
+from zooserve.catalog.engines import EngineSpec
+from zooserve.core.errors import (
     ConfigError,
     FamilyNotImplemented,
     InvalidInput,
@@ -33,6 +28,11 @@ from zooserve.errors import (
     ServiceBusy,
     ZooError,
 )
+from zooserve.engines.client import Engine, OpenAIEngine
+from zooserve.engines.health import EngineHealth
+from zooserve.engines.launch import ManagedEngine, build_command
+from zooserve.engines.local import LocalEngine
+from zooserve.engines.types import EngineError, EngineFailure, Generation, GenerationRequest
 from zooserve.manager import ModelManager
 
 log = logging.getLogger("zooserve.engines")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from zooserve.errors import FamilyNotImplemented
+from zooserve.core.errors import FamilyNotImplemented
 from zooserve.families.base import ModelAdapter
 
 #: family id -> "module:Class". Lazy so optional extras (ultralytics) are imported only if used.

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Image
 
 

@@ -76,7 +76,7 @@ class Embedder(ModelAdapter):
     def embed_images(self, images: Sequence[Image]) -> np.ndarray: ...
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        from zooserve.errors import InvalidInput
+        from zooserve.core.errors import InvalidInput
 
         raise InvalidInput(f"{self.spec.name} embeds images only")
 

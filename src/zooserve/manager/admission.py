@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zooserve.catalog import Config
-from zooserve.errors import BudgetExceeded, ServiceBusy, ZooError
+from zooserve.core.errors import BudgetExceeded, ServiceBusy, ZooError
 from zooserve.manager.claims import Ledger, Reclaim, model_name
 from zooserve.manager.leases import Leases
 from zooserve.manager.loader import Loader

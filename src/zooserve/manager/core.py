@@ -15,13 +15,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from zooserve import request_context
 from zooserve.catalog import Config, ModelSpec
-from zooserve.errors import ConfigError
-from zooserve.events import EventLog
+from zooserve.core import request_context
+from zooserve.core.errors import ConfigError
+from zooserve.core.events import EventLog
 from zooserve.families import adapter_class
 from zooserve.families.base import ModelAdapter
-from zooserve.inference import InferencePool
 from zooserve.manager.admission import LedgerAdmission
 from zooserve.manager.background import Background
 from zooserve.manager.claims import Claim, Ledger, Reclaim
@@ -36,6 +35,7 @@ from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier, Mover, host_budget_bytes, move_modules
 from zooserve.manager.unloading import Unloader
 from zooserve.memory import MB, MemoryProbe, auto_budget_bytes, probe_for
+from zooserve.runtimes.inference import InferencePool
 from zooserve.runtimes.torch_runtime import resolve_device
 
 T = TypeVar("T")

@@ -8,11 +8,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from zooserve.batching import Batcher, batch_key
-from zooserve.events import Event, EventLog
-from zooserve.inference import InferencePool
+from zooserve.core.events import Event, EventLog
+from zooserve.manager.batching import Batcher, batch_key
 from zooserve.manager.leases import Leases
 from zooserve.manager.state import ModelState
+from zooserve.runtimes.inference import InferencePool
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ class Lanes:
 
     async def infer(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking inference on the lane of the model it uses (never on the event loop or
-        the loader), with the `inference_timeout_s` deadline (see zooserve.inference)."""
+        the loader), with the `inference_timeout_s` deadline (see zooserve.runtimes.inference)."""
         used = self._models_used(fn, args)
         lane = self.pool.lanes.get(used[0].name) if used else None
         return await self.pool.run(fn, *args, on_stuck=lambda f: self._hold(used, f), lane=lane)
@@ -40,7 +40,7 @@ class Lanes:
         self, fn: Callable[..., list[T]], items: list[Any], *params: Any
     ) -> list[T]:
         """`fn(items, *params)`, one result per item, batched with concurrent calls to the same
-        model with the same params (see zooserve.batching) up to the model's
+        model with the same params (see zooserve.manager.batching) up to the model's
         `options.max_batch_size` items (default its `batch_size`, 4)."""
         used = self._models_used(fn, ())
         options = used[0].spec.options if used else {}

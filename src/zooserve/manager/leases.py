@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from zooserve import request_context
 from zooserve.catalog import Config
+from zooserve.core import request_context
 from zooserve.manager.claims import Ledger, Reclaim
 from zooserve.manager.scheduler import Scheduler
 from zooserve.manager.state import ModelState

@@ -20,10 +20,9 @@ from typing import Any
 import torch
 
 from zooserve.catalog import Config, ModelSpec
-from zooserve.errors import ModelLoadFailed, ServiceBusy, ZooError
-from zooserve.events import Event, EventLog
+from zooserve.core.errors import ModelLoadFailed, ServiceBusy, ZooError
+from zooserve.core.events import Event, EventLog
 from zooserve.families.base import ModelAdapter
-from zooserve.inference import InferencePool
 from zooserve.manager.background import Background
 from zooserve.manager.claims import Claim, Ledger, Reclaim, model_name
 from zooserve.manager.leases import Leases
@@ -31,6 +30,7 @@ from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.unloading import Unloader
 from zooserve.memory import MB, LoadFootprint, MemoryProbe, load_measured
+from zooserve.runtimes.inference import InferencePool
 
 log = logging.getLogger("zooserve.manager")
 OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)

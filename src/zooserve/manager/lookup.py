@@ -11,10 +11,9 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from zooserve import sources
 from zooserve.catalog import Config, ModelSpec
-from zooserve.errors import ModelLoadFailed, ModelUnavailable, ZooError
-from zooserve.families import adapter_class
+from zooserve.core.errors import ModelLoadFailed, ModelUnavailable, ZooError
+from zooserve.families import adapter_class, sources
 from zooserve.families.base import UNKNOWN_SIZE_BYTES
 from zooserve.manager.state import ModelState, Status
 from zooserve.memory import MB

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zooserve import sources
 from zooserve.catalog import Config, ModelSpec
-from zooserve.errors import ModelNotFound
+from zooserve.core.errors import ModelNotFound
+from zooserve.families import sources
 from zooserve.manager.claims import Ledger
 from zooserve.manager.scheduler import Scheduler
 from zooserve.manager.state import ModelState, Status

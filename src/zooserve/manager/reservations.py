@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from zooserve import request_context
 from zooserve.catalog import Config
-from zooserve.events import Event, EventLog
+from zooserve.core import request_context
+from zooserve.core.events import Event, EventLog
 from zooserve.manager.claims import Claim, Ledger, model_name
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState

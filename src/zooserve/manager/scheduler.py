@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from zooserve.errors import MediaClosed, QueueFull, ZooError
+from zooserve.core.errors import MediaClosed, QueueFull, ZooError
 from zooserve.manager.claims import Claim, Ledger, model_key
 from zooserve.manager.policy import Candidate, Verdict, decide
 

@@ -8,15 +8,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zooserve.errors import ModelInUse
-from zooserve.events import Event, EventLog
+from zooserve.core.errors import ModelInUse
+from zooserve.core.events import Event, EventLog
 from zooserve.families.base import ModelAdapter
-from zooserve.inference import InferencePool
 from zooserve.manager.background import Background
 from zooserve.manager.claims import Ledger
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier
 from zooserve.memory import MemoryProbe, unload_verified
+from zooserve.runtimes.inference import InferencePool
 
 
 class Unloader:

@@ -17,7 +17,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps
 
-from zooserve.errors import InvalidInput, MediaTooLarge, NotAVideo, UnsupportedMedia
+from zooserve.core.errors import InvalidInput, MediaTooLarge, NotAVideo, UnsupportedMedia
 
 #: FFmpeg demuxers allowed to open a caller's file: real video containers only. Playlists
 #: (hls), concat lists, image2 patterns, devices and anything that opens other files or URLs

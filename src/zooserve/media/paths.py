@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zooserve.errors import InvalidInput, MediaNotFound, PathForbidden
+from zooserve.core.errors import InvalidInput, MediaNotFound, PathForbidden
 
 #: Longest media path a request may give (Linux PATH_MAX is 4096 bytes).
 MAX_PATH_CHARS = 1024

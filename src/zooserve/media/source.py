@@ -18,7 +18,13 @@ import av
 import cv2
 import numpy as np
 
-from zooserve.errors import FramesOutOfRange, InvalidInput, MediaClosed, MediaTooLarge, NotAVideo
+from zooserve.core.errors import (
+    FramesOutOfRange,
+    InvalidInput,
+    MediaClosed,
+    MediaTooLarge,
+    NotAVideo,
+)
 from zooserve.media import sampling
 from zooserve.media.containers import (
     DEFAULT_MAX_PIXELS,

@@ -26,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from zooserve.core.errors import InvalidInput
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
-from zooserve.errors import InvalidInput
 
 TASK = "ontology_augmentation"
 CATEGORIES = ("entity_types", "event_types", "roles", "relationships")

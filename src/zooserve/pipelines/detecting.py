@@ -13,14 +13,14 @@ import numpy as np
 import supervision as sv
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ConfigError, FamilyNotImplemented, InvalidInput
+from zooserve.core.errors import ConfigError, FamilyNotImplemented, InvalidInput
 from zooserve.families import adapter_class
 from zooserve.families.base import Detector, ModelAdapter
 from zooserve.families.results import FrameDetections
-from zooserve.inference import retrieve_outcome
 from zooserve.manager import ModelManager
 from zooserve.media import Frame
 from zooserve.pipelines.selection import label_for, plain, vocabulary
+from zooserve.runtimes.inference import retrieve_outcome
 
 #: Frames per detector call when `options.batch_size` is unset.
 DEFAULT_BATCH_SIZE = 4

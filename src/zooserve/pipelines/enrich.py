@@ -1,6 +1,6 @@
 """Enrichment: the zoo's triggers over the detections of a batch of frames, model-major.
 
-The whole batch is planned first (zooserve.zoo.plan_steps); then each model is leased once
+The whole batch is planned first (zooserve.catalog.zoo.plan_steps); then each model is leased once
 (`async with manager.use(name)`) and run over every input of its triggers through
 `manager.infer`, chained stages after their sources. With a budget that fits one model, a batch
 needing five models performs five loads; the naive order (`order="per_detection"`: each
@@ -24,7 +24,8 @@ from typing import Any, Literal
 import numpy as np
 import supervision as sv
 
-from zooserve.errors import (
+from zooserve.catalog.zoo import PRIMARY, TriggerSpec, plan_steps, select_triggers
+from zooserve.core.errors import (
     BudgetExceeded,
     FamilyNotImplemented,
     InvalidInput,
@@ -48,7 +49,6 @@ from zooserve.pipelines.enrich_run import (
     last_event,
     load_record,
 )
-from zooserve.zoo import PRIMARY, TriggerSpec, plan_steps, select_triggers
 
 __all__ = [
     "EnrichResult",

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from zooserve.errors import InvalidInput
+from zooserve.catalog.zoo import TriggerSpec
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Detector, Image, ModelAdapter
 from zooserve.families.kinds import (
     ActionRecognizer,
@@ -40,7 +41,6 @@ from zooserve.families.kinds import (
 )
 from zooserve.manager import ModelManager
 from zooserve.pipelines.detecting import batch_size
-from zooserve.zoo import TriggerSpec
 
 log = logging.getLogger("zooserve.pipelines.enrich")
 #: Crops per model call in a stage when `options.batch_size` is unset (crops are small).
@@ -270,7 +270,7 @@ async def pose_values(
         )
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     keypoints = await manager.infer(adapter.estimate_pose, image, boxes)
-    classify = _optional("zooserve.posture", "posture")
+    classify = _optional("zooserve.pipelines.posture", "posture")
     values = []
     for points in np.asarray(keypoints, dtype=np.float32):
         value: dict[str, Any] = {"keypoints": points.round(2).tolist()}

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zooserve.events import Event
+from zooserve.catalog.zoo import PRIMARY
+from zooserve.core.events import Event
 from zooserve.manager import ModelManager
-from zooserve.zoo import PRIMARY
 
 Box = tuple[float, float, float, float]
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from zooserve import request_context
-from zooserve.errors import InvalidInput, MediaClosed, ZooError
+from zooserve.catalog.zoo import PRIMARY, Step, TriggerSpec
+from zooserve.core import request_context
+from zooserve.core.errors import InvalidInput, MediaClosed, ZooError
 from zooserve.families.base import Detector, Image, ModelAdapter
 from zooserve.families.kinds import ActionRecognizer, DepthEstimator, PoseEstimator
 from zooserve.manager import ModelManager
@@ -37,7 +38,6 @@ from zooserve.pipelines.enrich_results import (
     last_event,
     load_record,
 )
-from zooserve.zoo import PRIMARY, Step, TriggerSpec
 
 log = logging.getLogger("zooserve.pipelines.enrich")
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from zooserve import catalog, sources
-from zooserve.errors import FamilyNotImplemented, InvalidInput
-from zooserve.families import adapter_class
+from zooserve import catalog
+from zooserve.core.errors import FamilyNotImplemented, InvalidInput
+from zooserve.families import adapter_class, sources
 from zooserve.families.base import Detector
 from zooserve.families.kinds import Tracker
 from zooserve.manager import ModelManager

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from zooserve.core.errors import InvalidInput, ZooError
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
-from zooserve.errors import InvalidInput, ZooError
 from zooserve.media import MediaSource, check_decoded_size, resolve_media_path, timestamp_of
 from zooserve.pipelines.enrich_kinds import read_text, text_trigger
 from zooserve.pipelines.selection import is_available

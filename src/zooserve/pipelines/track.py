@@ -26,12 +26,11 @@ from typing import Any, TypeVar
 import anyio
 import numpy as np
 
-from zooserve.errors import ConfigError, InvalidInput
+from zooserve.core.errors import ConfigError, InvalidInput
 from zooserve.families.base import Detector
 from zooserve.families.bytetrack.detection_tracker import DetectionTracker
 from zooserve.families.kinds import Tracker, TrackPrompt
 from zooserve.families.results import FrameDetections
-from zooserve.inference import retrieve_outcome
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, resolve_media_path
 from zooserve.pipelines.detecting import (
@@ -47,6 +46,7 @@ from zooserve.pipelines.detecting import (
 from zooserve.pipelines.selection import DETECTION, selected_model
 from zooserve.pipelines.track_prompts import check_geometry, check_range, split_prompts
 from zooserve.pipelines.track_sessions import TrackingSessions
+from zooserve.runtimes.inference import retrieve_outcome
 
 TASK = "video_tracking"
 #: At most this many objects come from text prompts (highest scores first).

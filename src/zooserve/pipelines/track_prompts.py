@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from zooserve.errors import FramesOutOfRange, InvalidInput
+from zooserve.core.errors import FramesOutOfRange, InvalidInput
 from zooserve.families.kinds import TrackPrompt
 from zooserve.media import MediaSource
-from zooserve.rle import Rle, decode_mask
+from zooserve.media.rle import Rle, decode_mask
 
 
 def split_prompts(

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from zooserve.errors import ServiceBusy
+from zooserve.core.errors import ServiceBusy
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
 

@@ -18,7 +18,7 @@ from ray.serve.exceptions import RayServeException
 from starlette.types import Receive, Scope, Send
 
 from zooserve.api.streaming import ClosingStreamingResponse
-from zooserve.errors import ZooError
+from zooserve.core.errors import ZooError
 from zooserve.ray.asgi import Forwarded, Start
 
 log = logging.getLogger("zooserve.ray")

@@ -38,9 +38,9 @@ from zooserve.api.middleware import ServiceMiddleware
 from zooserve.api.routes_models import may_see_details
 from zooserve.api.tasks import job_tasks
 from zooserve.catalog import Config
-from zooserve.errors import ZooError
-from zooserve.jobs import JobRunner, JobStore, Progress
-from zooserve.logs import request_id
+from zooserve.core.errors import ZooError
+from zooserve.core.logs import request_id
+from zooserve.jobs.queue import JobRunner, JobStore, Progress
 from zooserve.manager import ModelManager
 from zooserve.memory import MB
 from zooserve.ray.asgi import Forwarded

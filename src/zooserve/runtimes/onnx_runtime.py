@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from zooserve.errors import ModelLoadFailed
+from zooserve.core.errors import ModelLoadFailed
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from zooserve.errors import MissingDependency, ModelUnavailable
+from zooserve.core.errors import MissingDependency, ModelUnavailable
 
 
 def load_checkpoint(model_class: str, source: str, install_hint: str, what: str) -> Any:

@@ -16,10 +16,9 @@ import supervision as sv
 
 from tests.track_scenes import Box, Crossing, mot_scores
 from tests.tracked import TrackedRow, tracked_rows
-from zooserve import sources
 from zooserve.catalog import Config, ModelSpec
-from zooserve.errors import ConfigError
-from zooserve.families import adapter_class
+from zooserve.core.errors import ConfigError
+from zooserve.families import adapter_class, sources
 from zooserve.families.bytetrack.detection_tracker import ByteTrackSession, DetectionTracker
 from zooserve.families.kinds import TrackPrompt
 

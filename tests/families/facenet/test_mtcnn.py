@@ -13,7 +13,7 @@ import torch
 
 from tests.families.adapters import make_adapter
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput, ModelUnavailable
+from zooserve.core.errors import InvalidInput, ModelUnavailable
 from zooserve.families.facenet.mtcnn import WEIGHT_FILES, MtcnnFaceDetector
 
 

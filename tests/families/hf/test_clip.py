@@ -18,7 +18,7 @@ from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny import siglip
 from tests.tiny.clip import PROJECTION_DIM
-from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
+from zooserve.core.errors import ConfigError, InvalidInput, ModelLoadFailed
 from zooserve.families.hf.clip import ClipModel
 from zooserve.families.kinds import Classifier, Embedder
 

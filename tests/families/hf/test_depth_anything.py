@@ -16,7 +16,7 @@ from transformers import DepthAnythingForDepthEstimation, DPTImageProcessor
 from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.depth_anything import build_metric
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.hf.depth_anything import DepthAnythingEstimator, relative_distance
 
 

@@ -19,7 +19,7 @@ from transformers import AutoProcessor, Florence2ForConditionalGeneration
 from tests.families.adapters import load_adapter
 from tests.families.detections import check_detections
 from tests.tiny.florence2 import TARGET_PHRASES
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.hf.florence2 import Florence2Detector
 
 PROMPTS = ["person", "cat"]

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
 from tests.families.adapters import load_adapter
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.hf.grounding_dino import GroundingDinoDetector
 
 PROMPTS = ["a person", "a cat"]

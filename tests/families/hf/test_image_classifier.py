@@ -19,7 +19,7 @@ from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.resnet_classifier import VEHICLES
 from tests.tiny.vit_classifier import WEATHER
-from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
+from zooserve.core.errors import ConfigError, InvalidInput, ModelLoadFailed
 from zooserve.families.hf.image_classifier import ImageClassifier
 
 FAMILIES = {"vit_classifier": WEATHER, "resnet_classifier": VEHICLES}

@@ -13,7 +13,7 @@ from transformers import AutoImageProcessor, RfDetrForObjectDetection
 
 from tests.families.adapters import load_adapter
 from tests.tiny.rf_detr import LABELS
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.hf.rf_detr import RfDetrDetector
 
 #: The tiny model's scores spread around 0.5 (its classifier bias is zero).

@@ -13,7 +13,7 @@ import torch
 from transformers import Sam3Model, Sam3Processor
 
 from tests.families.adapters import load_adapter
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.hf.sam3 import MASK_THRESHOLD, Sam3Detector
 
 PROMPTS = ["person", "cat"]

@@ -15,7 +15,7 @@ from transformers import SegformerForSemanticSegmentation, SegformerImageProcess
 from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.segformer import CLOTHES_LABELS
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.hf.segformer import SegformerSegmenter, class_fractions
 
 

@@ -15,7 +15,7 @@ from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
 from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter, make_adapter
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.hf.vitpose import VitPoseEstimator
 
 #: xyxy px in the astronaut (512x512): the person, the flag corner, a box at the image edge.

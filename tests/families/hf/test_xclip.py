@@ -13,10 +13,10 @@ from transformers import AutoProcessor, XCLIPModel
 
 from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.xclip import NUM_FRAMES
-from zooserve.errors import ConfigError, InvalidInput
+from zooserve.core.errors import ConfigError, InvalidInput
 from zooserve.families.hf.xclip import XClipActionRecognizer, sample_evenly
 from zooserve.media import MediaSource
-from zooserve.samples import sample_files
+from zooserve.media.samples import sample_files
 
 ACTIONS = ["loitering", "approaching door", "running away", "suspicious behaviour"]
 #: Frames read from the video, and which of them 4-frame X-CLIP encodes (evenly, ends kept).

@@ -13,7 +13,7 @@ import torch
 
 from tests.families.adapters import make_adapter
 from tests.tiny.osnet import EMBED_DIM, TinyOsnet, preprocess
-from zooserve.errors import InvalidInput, ModelUnavailable
+from zooserve.core.errors import InvalidInput, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.kinds import Embedder
 from zooserve.families.onnx.osnet import OsnetEmbedder

@@ -12,7 +12,7 @@ import skimage.data
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.families.adapters import make_adapter
-from zooserve.errors import InvalidInput, ModelUnavailable
+from zooserve.core.errors import InvalidInput, ModelUnavailable
 from zooserve.families.kinds import OcrLine
 from zooserve.families.onnx.rapidocr import SHIPPED_MODELS, RapidOcrReader, reading_order
 

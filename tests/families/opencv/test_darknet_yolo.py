@@ -14,8 +14,8 @@ from zooserve.catalog import load_config
 from zooserve.families.base import Detector
 from zooserve.families.opencv.darknet_yolo import MODEL_ID, SHIPPED, corrected_cfg
 from zooserve.media import MediaSource
+from zooserve.media.samples import sample_files
 from zooserve.pipelines.selection import COCO_LABELS
-from zooserve.samples import sample_files
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from tests.families.adapters import load_adapter
 from zooserve.families.base import Detector
 from zooserve.families.opencv.detectors import opencv_source
 from zooserve.media import MediaSource
-from zooserve.samples import sample_files
+from zooserve.media.samples import sample_files
 
 
 def make(model_id: str, family: str, **options: object) -> Detector:

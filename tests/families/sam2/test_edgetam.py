@@ -14,7 +14,7 @@ from transformers import EdgeTamVideoModel, Sam2VideoProcessor
 from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter
 from tests.tiny.sam2 import VIDEO_SIZE, sliding_video
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.kinds import TrackPrompt
 from zooserve.families.sam2.edgetam import EdgeTamTracker
 from zooserve.tracking.kalman import mask_box

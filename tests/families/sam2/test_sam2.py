@@ -14,7 +14,7 @@ from transformers import Sam2VideoModel, Sam2VideoProcessor
 from tests.families.adapters import make_adapter
 from tests.tiny.sam2 import VIDEO_SIZE, sliding_video
 from tests.tracked import TrackedRow, step_rows
-from zooserve.errors import ConfigError, InvalidInput
+from zooserve.core.errors import ConfigError, InvalidInput
 from zooserve.families.kinds import TrackPrompt
 from zooserve.families.sam2.tracker import Sam2Tracker
 from zooserve.tracking.kalman import mask_box

@@ -12,7 +12,7 @@ import pytest
 from tests.families.sam2.test_sam2 import BOXES, HEIGHT, WIDTH, make
 from tests.tiny.sam2 import sliding_video
 from tests.tracked import step_rows
-from zooserve.errors import ConfigError
+from zooserve.core.errors import ConfigError
 from zooserve.families.kinds import TrackPrompt
 from zooserve.families.sam2.sam2long import LongTrack, Sam2LongTracker
 from zooserve.tracking.pathways import best

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from tests.families.adapters import make_adapter
-from zooserve.errors import MissingDependency
+from zooserve.core.errors import MissingDependency
 from zooserve.families.base import ModelAdapter
 from zooserve.families.ultralytics import yolo, yolo_world
 from zooserve.runtimes import ultralytics_runtime

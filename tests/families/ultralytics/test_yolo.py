@@ -17,7 +17,7 @@ import skimage.data
 
 from tests.families.adapters import make_adapter
 from tests.tiny.yolo import DAMAGE_NAMES, PLATE_NAMES
-from zooserve.errors import ConfigError, InvalidInput, ModelUnavailable
+from zooserve.core.errors import ConfigError, InvalidInput, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.kinds import PoseEstimator
 from zooserve.families.ultralytics.yolo import YoloDetector

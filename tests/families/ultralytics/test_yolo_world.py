@@ -18,7 +18,7 @@ import torch
 
 from tests.families.adapters import make_adapter
 from tests.families.detections import assert_matches_reference
-from zooserve.errors import MissingDependency, ModelUnavailable
+from zooserve.core.errors import MissingDependency, ModelUnavailable
 from zooserve.families import adapter_class
 from zooserve.families.ultralytics.yolo_world import YoloWorldDetector
 

@@ -37,7 +37,7 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from zooserve.errors import ConfigError
+from zooserve.core.errors import ConfigError
 from zooserve.families.base import Image
 from zooserve.families.kinds import Tracker, TrackPrompt
 from zooserve.families.results import tracked_objects

@@ -24,7 +24,7 @@ import supervision as sv
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ModelUnavailable
+from zooserve.core.errors import ModelUnavailable
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.images import group_by_size, image_sizes, rgb_images
 from zooserve.families.shipped import ShippedWeights

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Image, run_stages
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import group_by_size, image_sizes, rgb_images

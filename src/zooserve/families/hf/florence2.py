@@ -33,7 +33,7 @@ import torch
 from PIL import Image as PILImage
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import rgb_images

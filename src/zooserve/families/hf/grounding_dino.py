@@ -19,7 +19,7 @@ from transformers.models.grounding_dino.modeling_grounding_dino import (
     GroundingDinoObjectDetectionOutput,
 )
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
+from zooserve.core.errors import ConfigError, InvalidInput, ModelLoadFailed
 from zooserve.families.base import Image
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import rgb_images

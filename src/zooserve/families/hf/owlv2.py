@@ -15,7 +15,7 @@ import numpy as np
 import supervision as sv
 import torch
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import image_sizes, rgb_images

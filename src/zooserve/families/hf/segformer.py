@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Image, run_stages
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import image_sizes, rgb_images

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zooserve.errors import InvalidInput, MissingDependency
+from zooserve.core.errors import InvalidInput, MissingDependency
 from zooserve.families.kinds import Embedder
 
 PACKAGE_PREFIX = "package:"

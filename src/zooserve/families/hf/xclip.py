@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ConfigError, InvalidInput
+from zooserve.core.errors import ConfigError, InvalidInput
 from zooserve.families.base import Image, run_stages
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import rgb_images

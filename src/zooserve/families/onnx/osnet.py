@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput, MissingDependency, ModelLoadFailed, ModelUnavailable
+from zooserve.core.errors import InvalidInput, MissingDependency, ModelLoadFailed, ModelUnavailable
 from zooserve.families.base import Image
 from zooserve.families.kinds import Embedder
 from zooserve.runtimes.onnx_runtime import (

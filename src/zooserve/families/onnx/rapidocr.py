@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ModelUnavailable
+from zooserve.core.errors import ModelUnavailable
 from zooserve.families.base import Image
 from zooserve.families.images import rgb_images
 from zooserve.families.kinds import OcrLine, OcrReader

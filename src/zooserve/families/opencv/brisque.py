@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from scipy.special import gamma as gamma_fn
 
-from zooserve.errors import InvalidInput, ModelLoadFailed, ModelUnavailable
+from zooserve.core.errors import InvalidInput, ModelLoadFailed, ModelUnavailable
 from zooserve.families.base import Image
 from zooserve.families.kinds import Quality, QualityScorer
 from zooserve.families.shipped import package_directory, with_files

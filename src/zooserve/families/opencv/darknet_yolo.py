@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from zooserve.errors import ModelUnavailable
+from zooserve.core.errors import ModelUnavailable
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.shipped import ShippedWeights
 

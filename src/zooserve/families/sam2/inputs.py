@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 from zooserve.families.kinds import TrackPrompt
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ConfigError
+from zooserve.core.errors import ConfigError
 from zooserve.families.sam2.memory_tracker import Kept, MemoryEntry, MemoryTracker, MemoryView
 from zooserve.families.sam2.tracker import BASE_OPTIONS, Sam2Session
 from zooserve.tracking.memory import frames_to_keep, ranked_slots, reliable_frames

@@ -39,7 +39,7 @@ import supervision as sv
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ConfigError
+from zooserve.core.errors import ConfigError
 from zooserve.families.base import Image
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.kinds import Tracker, TrackPrompt

@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import ConfigError, InvalidInput, ModelLoadFailed
+from zooserve.core.errors import ConfigError, InvalidInput, ModelLoadFailed
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.images import rgb_images
 from zooserve.families.kinds import PoseEstimator

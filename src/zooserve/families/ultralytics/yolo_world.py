@@ -22,7 +22,7 @@ import supervision as sv
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.errors import InvalidInput, MissingDependency, ModelLoadFailed
+from zooserve.core.errors import InvalidInput, MissingDependency, ModelLoadFailed
 from zooserve.families.base import Detector, Image, make_detections
 from zooserve.families.images import rgb_images
 from zooserve.runtimes.ultralytics_runtime import bgr_frames, load_checkpoint, predict

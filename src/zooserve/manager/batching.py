@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from zooserve import request_context
+from zooserve.core import request_context
 
 #: Runs one batch: items in, one result per item out.
 BatchRunner = Callable[[list[Any]], Awaitable[Sequence[Any]]]

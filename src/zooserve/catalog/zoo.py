@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 
 #: The source name of the detections a request starts from (the caller's or the detector's).
 PRIMARY = "primary"

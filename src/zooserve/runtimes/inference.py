@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 
 import anyio
 
-from zooserve import request_context
-from zooserve.errors import InferenceFailed, ZooError
-from zooserve.quiet import QuietGate, QuietWindow
+from zooserve.core import request_context
+from zooserve.core.errors import InferenceFailed, ZooError
+from zooserve.runtimes.quiet import QuietGate, QuietWindow
 
 T = TypeVar("T")
-log = logging.getLogger("zooserve.inference")
+log = logging.getLogger("zooserve.runtimes.inference")
 
 #: Longest a quiet window waits for calls in flight by default: a memory figure marked noisy
 #: costs less than holding a load (and every request queued behind it) for a slow call.

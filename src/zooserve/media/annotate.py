@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from zooserve.errors import MediaTooLarge
+from zooserve.core.errors import MediaTooLarge
 from zooserve.media import MediaSource, check_decoded_size
 
 #: JPEG quality of the frames drawn for the dashboard.

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-log = logging.getLogger("zooserve.inference")
+log = logging.getLogger("zooserve.runtimes.inference")
 
 
 @dataclass

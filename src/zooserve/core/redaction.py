@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from zooserve.engines.config import EngineSpec
+from zooserve.catalog.engines import EngineSpec
 
 REDACTED = "***"
 #: Name words that mark a value as secret: `--api-key`, `--hf-token`, `HF_TOKEN`, `"password":`.

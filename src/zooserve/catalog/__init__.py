@@ -1,7 +1,8 @@
 """The config file: schema, validation with key-path messages, env overrides, model sources.
 
 Everything outside tools rely on lives here (DESIGN.md "Configuration"). Unknown keys are errors.
-Where a configured model's weights are on this machine is zooserve.sources: it needs the model
+Where a configured model's weights are on this machine is zooserve.families.sources: it needs
+the model
 adapters, which import this module, so this module imports no adapter code.
 """
 
@@ -15,10 +16,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from zooserve.config_location import locate_config
-from zooserve.engines.config import EngineSpec
-from zooserve.errors import ConfigError
-from zooserve.zoo import TriggerSpec, check_trigger_graph, check_trigger_models
+from zooserve.catalog.engines import EngineSpec
+from zooserve.catalog.location import locate_config
+from zooserve.catalog.zoo import TriggerSpec, check_trigger_graph, check_trigger_models
+from zooserve.core.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/models.yaml")
 TaskName = Literal[
@@ -124,7 +125,7 @@ class ModelSpec(_Strict):
     #: Family-specific settings (e.g. which OpenCV cascade, default prompts).
     options: dict[str, Any] = Field(default_factory=dict)
     #: Where `zooserve models pull` fetches the weights. None: a package ships them, or a hub
-    #: model_id takes its configs and safetensors (zooserve.pull.DEFAULT_FILES).
+    #: model_id takes its configs and safetensors (zooserve.cli.pull.DEFAULT_FILES).
     source: ModelSource | None = None
     #: This entry is a pre-quantized (4-bit, FP8, AWQ) build of that model.
     variant_of: str | None = None
@@ -171,7 +172,7 @@ class TaskSpec(_Strict):
 
 
 class ZooSection(_Strict):
-    """Declarative enrichment rules (used by the zoo pipeline); see zooserve.zoo."""
+    """Declarative enrichment rules (used by the zoo pipeline); see zooserve.catalog.zoo."""
 
     triggers: list[TriggerSpec] = Field(default_factory=list)
 
@@ -360,7 +361,7 @@ def _format_errors(path: Path, error: ValidationError) -> str:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Read, override from the environment, and validate. Raises ConfigError naming the key.
-    Which file: zooserve.config_location (`path`, $ZOOSERVE_CONFIG, ..., the packaged one)."""
+    Which file: zooserve.catalog.location (`path`, $ZOOSERVE_CONFIG, ..., the packaged one)."""
     location = locate_config(path)
     path = location.path
     try:

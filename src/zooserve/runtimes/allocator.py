@@ -18,7 +18,7 @@ import ctypes.util
 import logging
 import os
 
-log = logging.getLogger("zooserve.allocator")
+log = logging.getLogger("zooserve.runtimes.allocator")
 
 #: mallopt parameter number of M_MMAP_THRESHOLD (glibc malloc.h).
 M_MMAP_THRESHOLD = -3

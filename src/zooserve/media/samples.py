@@ -49,7 +49,7 @@ def install_demo_media(media_root: Path) -> dict[str, Path]:
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
-    from zooserve.annotate import save_mp4
+    from zooserve.media.annotate import save_mp4
 
     target = media_root / "samples"
     target.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from zooserve.annotate import annotate, detections_from_api, save_png
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import Config
 from zooserve.media import MediaSource
-from zooserve.samples import install_demo_media, install_samples
+from zooserve.media.annotate import annotate, detections_from_api, save_png
+from zooserve.media.samples import install_demo_media, install_samples
 
 #: (sample file, frames, model or None for the task's default)
 JOBS: list[tuple[str, list[int], str | None]] = [

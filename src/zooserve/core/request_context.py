@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
-from zooserve.errors import MediaClosed
+from zooserve.core.errors import MediaClosed
 
 #: The request's `keep_alive` in seconds (Ollama's meaning: 0 unloads the model once the
 #: request ends, negative pins it); None keeps the model's configured keep-alive.

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from zooserve.errors import InvalidInput
+from zooserve.core.errors import InvalidInput
 
 #: A COCO RLE as JSON: {"size": [height, width], "counts": compressed string}.
 Rle = dict[str, Any]

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from zooserve.errors import ZooError
-from zooserve.job_store import TERMINAL, Job, JobStore, expired
+from zooserve.core.errors import ZooError
+from zooserve.jobs.store import TERMINAL, Job, JobStore, expired
 
 #: The record and its store live in job_store.py; importers of this module see them here too.
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "expired",
 ]
 
-log = logging.getLogger("zooserve.jobs")
+log = logging.getLogger("zooserve.jobs.queue")
 #: progress(done, total) -> None
 Progress = Callable[[int, int], None]
 #: A task runner: (body, progress) -> JSON-serialisable result.

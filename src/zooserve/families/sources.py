@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from zooserve.catalog import Config, ModelSpec, is_builtin_id, is_hub_id
-from zooserve.errors import FamilyNotImplemented
+from zooserve.core.errors import FamilyNotImplemented
 from zooserve.families import adapter_class
 
 #: model_type in a checkpoint's config.json -> zooserve family id.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import platformdirs
 
-from zooserve.errors import ConfigError
+from zooserve.core.errors import ConfigError
 
 APP_NAME = "zooserve"
 #: The default config inside the package (in the source tree, a link to config/models.yaml).

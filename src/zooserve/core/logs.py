@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from zooserve.redaction import hide_secrets
+from zooserve.core.redaction import hide_secrets
 
 #: The id of the HTTP request being served on this task ("-" outside requests).
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -23,7 +23,7 @@ class _RequestIdFilter(logging.Filter):
 
 class SecretsFilter(logging.Filter):
     """Rewrites a record before any formatter sees it: its message (arguments merged) and its
-    traceback with every registered secret hidden (zooserve.redaction)."""
+    traceback with every registered secret hidden (zooserve.core.redaction)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-log = logging.getLogger("zooserve.events")
+log = logging.getLogger("zooserve.core.events")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zooserve.redaction import hide_secrets
+from zooserve.core.redaction import hide_secrets
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 #: Rows deleted per statement (SQLite caps the number of bound variables).
