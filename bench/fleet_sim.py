@@ -111,7 +111,7 @@ class Model:
 
 
 def fleet_models(config: Config) -> dict[str, Model]:
-    """Zoo models (as zooserve.bench_zoo.zoo_models picks them), detectors, SAM2 trackers."""
+    """Zoo models (as zooserve_bench.zoo.zoo_models picks them), detectors, SAM2 trackers."""
     specs = config.models
     tasks = config.tasks
     detectors = list(tasks["object_detection"].options)

@@ -11,7 +11,9 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
-from zooserve import bench, cli
+from zooserve import cli
+from zooserve_bench import models as bench
+from zooserve_bench.report import render_rows
 
 SHIPPED = Path(__file__).parents[1] / "config" / "models.yaml"
 
@@ -85,7 +87,7 @@ def test_rows_print_as_markdown_when_stdout_is_not_a_terminal(tmp_path: Path) ->
     ]
     console = Console(file=(tmp_path / "out.txt").open("w"), width=80)
     assert not console.is_terminal
-    bench.render_rows(console, rows, bench.SUMMARY_COLUMNS, title="t")
+    render_rows(console, rows, bench.SUMMARY_COLUMNS, title="t")
     console.file.close()
     text = (tmp_path / "out.txt").read_text()
     assert text.splitlines() == [
@@ -97,8 +99,8 @@ def test_rows_print_as_markdown_when_stdout_is_not_a_terminal(tmp_path: Path) ->
 
 
 def test_zoo_bench_reports_a_failed_model_in_its_row_and_goes_on(tmp_path: Path) -> None:
-    from zooserve.bench_zoo import run_zoo_bench
     from zooserve.catalog import load_config
+    from zooserve_bench.zoo import run_zoo_bench
 
     data = yaml.safe_load(bench_config(tmp_path).read_text())
     data["tasks"] = {}  # both models are zoo models now: the broken one is measured first

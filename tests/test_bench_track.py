@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Console
 
 from tests.track_scenes import Faces
-from zooserve.bench_track import run_track_bench
 from zooserve.catalog import Config
+from zooserve_bench.track import run_track_bench
 
 
 def test_track_bench_reports_throughput_and_session_memory(tmp_path: Path) -> None:

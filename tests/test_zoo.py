@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from zooserve.bench_zoo import runnable_triggers, zoo_models
 from zooserve.catalog import load_config
 from zooserve.catalog.zoo import (
     TriggerSpec,
@@ -19,6 +18,7 @@ from zooserve.catalog.zoo import (
     select_triggers,
 )
 from zooserve.core.errors import ConfigError, InvalidInput
+from zooserve_bench.zoo import runnable_triggers, zoo_models
 
 MODELS = {
     name: {"model_id": f"opencv:{name}.xml", "family": "opencv_cascade", "framework": "opencv"}

@@ -83,26 +83,26 @@ def bench(
     """Per model: memory, load and inference time, unload recovery; then HTTP/in-process.
 
     Exit code 1 when no model could be measured (each one's reason is printed)."""
-    from zooserve.bench import nothing_measured
+    from zooserve_bench.report import nothing_measured
 
     quiet_logging()
     cfg = load_config_or_exit(config)
     if zoo:
-        from zooserve.bench_zoo import run_zoo_bench
+        from zooserve_bench.zoo import run_zoo_bench
 
         report = run_zoo_bench(cfg, out=out, console=common.console)
         rows = report["models"] + [
             {"model": name, "error": "not on this machine"} for name in report["unavailable"]
         ]
     elif track:
-        from zooserve.bench_track import run_track_bench
+        from zooserve_bench.track import run_track_bench
 
         report = run_track_bench(
             cfg, out=out, console=common.console, models=models, frames=frames or 48
         )
         rows = report["trackers"]
     else:
-        from zooserve.bench import run_bench
+        from zooserve_bench.models import run_bench
 
         report = run_bench(cfg, models or [], frames=frames or 8, out=out, console=common.console)
         rows = report["models"]

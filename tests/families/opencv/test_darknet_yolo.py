@@ -9,13 +9,13 @@ import pytest
 import skimage
 
 from tests.families.adapters import load_adapter
-from zooserve.bench_zoo import zoo_models
 from zooserve.catalog import load_config
 from zooserve.families.base import Detector
 from zooserve.families.opencv.darknet_yolo import MODEL_ID, SHIPPED, corrected_cfg
 from zooserve.media import MediaSource
 from zooserve.media.samples import sample_files
 from zooserve.pipelines.selection import COCO_LABELS
+from zooserve_bench.zoo import zoo_models
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from zooserve.core.errors import ZooError
 from zooserve.manager import ModelManager
 from zooserve.media import MediaSource, resolve_media_path
 from zooserve.media.samples import install_samples
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 from zooserve.pipelines.track import FrameRange, TrackReport, track
 
 TRACKER_FAMILIES = {"detection_tracker", "sam2", "samurai", "sam2long"}

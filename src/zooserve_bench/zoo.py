@@ -23,7 +23,6 @@ import skimage.data
 import supervision as sv
 from rich.console import Console
 
-from zooserve.bench import failed_row, markdown_table, render_rows
 from zooserve.catalog import Config
 from zooserve.catalog.zoo import PRIMARY, TriggerSpec
 from zooserve.families.base import Detector, Image, ModelAdapter, make_detections
@@ -31,9 +30,10 @@ from zooserve.families.kinds import ActionRecognizer, Classifier, PoseEstimator,
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource
 from zooserve.media.samples import install_samples
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 from zooserve.pipelines import enrich_kinds as kinds
 from zooserve.pipelines.enrich import EnrichResult, Order, enrich_frames
+from zooserve_bench.report import failed_row, markdown_table, render_rows
 
 #: Models that are not enrichment models: language engines and the task-only categories.
 _NOT_ZOO = {"tracking", "summarization", "ontology"}
