@@ -49,7 +49,7 @@ from zooserve.catalog import Config
 from zooserve.families import adapter_class
 from zooserve.manager import ModelManager
 from zooserve.manager.core import default_adapter_factory
-from zooserve.memory import admission_bytes
+from zooserve.runtimes.memory import admission_bytes
 
 FULL = {"time_limit_s": 450, "fps_seconds": 2.0, "video_frames": 60, "requests": 200}
 DRY = {"time_limit_s": 540, "fps_seconds": 0.0, "video_frames": 4, "requests": 40}

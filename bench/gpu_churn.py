@@ -27,7 +27,7 @@ from gpu_families import frame
 from PIL import Image
 
 from zooserve.api.server import free_port
-from zooserve.memory import MB, nvml_device_memory, nvml_process_bytes
+from zooserve.runtimes.memory import MB, nvml_device_memory, nvml_process_bytes
 
 SAMPLE_S = 0.02
 FRAME = "frame.png"

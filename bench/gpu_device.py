@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from zooserve.manager import ModelManager
-from zooserve.memory import nvml_device_memory, nvml_process_bytes, rss_bytes
+from zooserve.runtimes.memory import nvml_device_memory, nvml_process_bytes, rss_bytes
 
 ALLOCATION_BYTES = 64 * 2**20
 

@@ -18,7 +18,7 @@ from tests.test_memory_probe import fake_pynvml
 from zooserve.catalog import Config, ModelSpec
 from zooserve.families.base import ModelAdapter
 from zooserve.manager import ModelManager
-from zooserve.memory import MB, CpuProbe, auto_budget_bytes, unload_verified
+from zooserve.runtimes.memory import MB, CpuProbe, auto_budget_bytes, unload_verified
 from zooserve.runtimes.nvml import nvml_used_bytes
 
 GB = 1024 * MB

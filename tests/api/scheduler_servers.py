@@ -33,7 +33,7 @@ from tests.offline_models import cascade
 from tests.videos import encode_video
 from zooserve.api.server import free_port
 from zooserve.families.opencv.detectors import opencv_source
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 SLEEPY_SERVER = Path(tests.engines.__file__).with_name("sleepy_server.py")
 #: Frames of the video a hold streams. A stream the client stopped reading runs on until the

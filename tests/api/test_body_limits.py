@@ -22,7 +22,7 @@ from zooserve.api.request_guards import BodyLimits
 from zooserve.api.server import BackgroundServer
 from zooserve.api.uploads import MAX_FORM_FIELDS
 from zooserve.catalog import load_config
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 def answer_to_headers(

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from zooserve.api.errors import install_error_handlers
 from zooserve.core.errors import QueueFull
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from tests.api import scheduler_servers as fleet
 from tests.api.scheduler_servers import claim, detect, holding_big, scheduler, wait_for
 from zooserve.api.server import free_port
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 @pytest.fixture(scope="module")

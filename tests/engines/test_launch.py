@@ -25,7 +25,7 @@ from zooserve.engines.launch import ManagedEngine, build_command
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, EngineError, GenerationRequest
 from zooserve.manager import ModelManager
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 SCRIPT = str(Path(__file__).with_name("sleepy_server.py"))
 

@@ -15,7 +15,7 @@ import torch
 from zooserve.catalog import Config
 from zooserve.families.base import Detector, make_detections
 from zooserve.manager import ModelManager
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 class SizedModel(Detector):

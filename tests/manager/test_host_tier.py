@@ -13,7 +13,7 @@ import torch
 from tests.manager.sized import Clock, SizedModel, model
 from zooserve.catalog import Config
 from zooserve.manager import ModelManager
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 FAKE_DEVICE = "cuda:7"  # injected: no GPU here
 

@@ -21,7 +21,7 @@ from zooserve.core.errors import (
     ServiceBusy,
 )
 from zooserve.manager import Status
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 async def test_nothing_loads_until_first_use(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from tests.manager.sized import SizedModel, lease_once, model
 from zooserve.catalog import Config
 from zooserve.manager import ModelManager
 from zooserve.manager.tiers import ALIGN, pack_to_host
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 def parking_manager(tmp_path: Path, models: dict[str, dict], fail: bool) -> ModelManager:

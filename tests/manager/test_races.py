@@ -22,7 +22,7 @@ from zooserve.core.errors import ModelInUse, ServiceBusy
 from zooserve.core.events import Event, EventLog
 from zooserve.families.base import ModelAdapter
 from zooserve.manager import ModelManager, Status, lookup
-from zooserve.memory import MB, CpuProbe
+from zooserve.runtimes.memory import MB, CpuProbe
 
 
 class GatedUnload(SizedModel):

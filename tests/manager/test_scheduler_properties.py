@@ -40,7 +40,7 @@ from zooserve.catalog import ModelSpec
 from zooserve.core.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, QueueFull, ServiceBusy
 from zooserve.manager import Claim, Ledger, ModelManager, Reclaim, Status
 from zooserve.manager.claims import LedgerOverflow
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 ALLOWED = (ServiceBusy, BudgetExceeded, ModelInUse, ModelLoadFailed, QueueFull)
 #: Liveness guard, not a timing check: every request ends (admitted or refused) long before.

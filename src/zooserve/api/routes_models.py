@@ -21,7 +21,7 @@ from zooserve.api.schemas import (
 )
 from zooserve.core.redaction import engine_secrets, redact
 from zooserve.manager import ModelManager
-from zooserve.memory import MB, nvml_device_memory, rss_bytes
+from zooserve.runtimes.memory import MB, nvml_device_memory, rss_bytes
 
 router = APIRouter()
 #: What the seed's clients wait for in /health's `status`.

@@ -25,7 +25,7 @@ from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
 from zooserve.api.request_guards import json_nesting_exceeds
 from zooserve.api.request_settings import KEEP_ALIVE_DOC, apply_request_settings
 from zooserve.core.errors import BadRequest, InvalidRequest, UploadNotStored, ZooError
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

@@ -38,7 +38,7 @@ from zooserve.core.redaction import (
 )
 from zooserve.engines.types import EngineError, EngineFailure
 from zooserve.manager import ModelManager, Reclaim
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 log = logging.getLogger("zooserve.engines.launch")
 QUANTIZATION_ARGS = {

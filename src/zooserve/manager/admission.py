@@ -17,7 +17,7 @@ from zooserve.manager.loader import Loader
 from zooserve.manager.policy import Candidate
 from zooserve.manager.scheduler import Ticket
 from zooserve.manager.state import ModelState, Status
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 class LedgerAdmission:

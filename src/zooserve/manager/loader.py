@@ -29,7 +29,7 @@ from zooserve.manager.leases import Leases
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.unloading import Unloader
-from zooserve.memory import MB, LoadFootprint, MemoryProbe, load_measured
+from zooserve.runtimes.memory import MB, LoadFootprint, MemoryProbe, load_measured
 from zooserve.runtimes.inference import InferencePool
 
 log = logging.getLogger("zooserve.manager")

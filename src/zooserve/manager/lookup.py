@@ -16,7 +16,7 @@ from zooserve.core.errors import ModelLoadFailed, ModelUnavailable, ZooError
 from zooserve.families import adapter_class, sources
 from zooserve.families.base import UNKNOWN_SIZE_BYTES
 from zooserve.manager.state import ModelState, Status
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 
 async def prepare(config: Config, device: str, state: ModelState) -> None:

@@ -15,7 +15,7 @@ from zooserve.manager.claims import Ledger
 from zooserve.manager.scheduler import Scheduler
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 #: An absolute path in free text (not a URL's): shown as `…/<last part>`.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from zooserve.catalog import ModelSpec
 from zooserve.families.base import UNKNOWN_SIZE_BYTES, ModelAdapter
 from zooserve.manager.claims import model_key
-from zooserve.memory import LoadFootprint, admission_bytes
+from zooserve.runtimes.memory import LoadFootprint, admission_bytes
 
 
 class Status(enum.StrEnum):

@@ -27,7 +27,7 @@ import torch
 
 from zooserve.catalog import Config
 from zooserve.families.base import ModelAdapter
-from zooserve.memory import MB, MemoryProbe
+from zooserve.runtimes.memory import MB, MemoryProbe
 
 #: Moves modules between the device and the host, returning the host bytes it holds them in
 #: (None: not known); injectable so CPU-only tests can run the tier logic against an injected

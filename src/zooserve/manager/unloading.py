@@ -15,7 +15,7 @@ from zooserve.manager.background import Background
 from zooserve.manager.claims import Ledger
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier
-from zooserve.memory import MemoryProbe, unload_verified
+from zooserve.runtimes.memory import MemoryProbe, unload_verified
 from zooserve.runtimes.inference import InferencePool
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from zooserve.core.errors import ServiceBusy
 from zooserve.manager import ModelManager
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 
 log = logging.getLogger("zooserve.pipelines.track")
 

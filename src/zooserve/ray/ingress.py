@@ -42,7 +42,7 @@ from zooserve.core.errors import ZooError
 from zooserve.core.logs import request_id
 from zooserve.jobs.queue import JobRunner, JobStore, Progress
 from zooserve.manager import ModelManager
-from zooserve.memory import MB
+from zooserve.runtimes.memory import MB
 from zooserve.ray.asgi import Forwarded
 from zooserve.ray.forwarding import ForwardedResponse, Forwarder
 from zooserve.ray.routing import JOB_ROUTES, request_fields, routing_key

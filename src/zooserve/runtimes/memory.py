@@ -1,4 +1,4 @@
-"""Memory probes: what the device says, not what the config estimates.
+"""Measuring a model: its footprint at load, what its unload gave back.
 
 A model's footprint is the bytes of its own tensors (parameters + buffers), on CUDA as on the
 CPU: process-wide figures move with every other model's inference. On the CPU the process RSS
@@ -6,26 +6,32 @@ is reported beside, because RSS moves by allocator reuse and one-off caches far 
 model (FACTS.md). On CUDA two figures need the device to be quiet (no other model's call
 running, see `InferencePool.quiet`): the warm-up's peak (torch's allocator) and, for models whose
 memory lives outside torch (ONNX Runtime), this process's NVML figure before and after loading.
+The probes themselves are in probes.py (re-exported here: the manager's one import).
 """
 
 from __future__ import annotations
 
-import gc
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-import psutil
 import torch
 
-from zooserve.families.base import ModelAdapter
 from zooserve.runtimes.nvml import nvml_device_memory as nvml_device_memory
 from zooserve.runtimes.nvml import nvml_process_bytes as nvml_process_bytes
-from zooserve.runtimes.nvml import nvml_used_bytes
+from zooserve.runtimes.probes import CUDA_MARGIN_BYTES as CUDA_MARGIN_BYTES
+from zooserve.runtimes.probes import MB as MB
+from zooserve.runtimes.probes import CpuProbe as CpuProbe
+from zooserve.runtimes.probes import CudaProbe as CudaProbe
+from zooserve.runtimes.probes import MeasuredModel
+from zooserve.runtimes.probes import MemoryProbe as MemoryProbe
+from zooserve.runtimes.probes import auto_budget_bytes as auto_budget_bytes
+from zooserve.runtimes.probes import probe_for as probe_for
+from zooserve.runtimes.probes import rss_bytes as rss_bytes
 
-MB = 1024 * 1024
+Model = TypeVar("Model", bound=MeasuredModel)
 
 
 @dataclass(frozen=True)
@@ -50,148 +56,12 @@ class UnloadOutcome:
         return self.expected_bytes == 0 or self.recovered_bytes >= 0.9 * self.expected_bytes
 
 
-class MemoryProbe(Protocol):
-    """What the manager needs from a device; injectable so scheduler tests need no GPU."""
-
-    device: str
-
-    def total_bytes(self) -> int: ...
-    def free_bytes(self) -> int:
-        """Memory free on the device now (at start: what the budget may take)."""
-        ...
-
-    def measure_load(self, adapter: ModelAdapter, before: int) -> int: ...
-    def allocated_bytes(self) -> int: ...
-    def reserved_bytes(self) -> int: ...
-    def reset_peak(self) -> None: ...
-    def peak_bytes(self) -> int: ...
-    def release_cache(self) -> None: ...
-    def process_device_bytes(self) -> int | None:
-        """Device memory this process holds by every allocator (NVML), None if unknown."""
-        ...
-
-
-def rss_bytes() -> int:
-    return int(psutil.Process().memory_info().rss)
-
-
-class CpuProbe:
-    """On the CPU a model's footprint is its tensor bytes (parameters + buffers)."""
-
-    def __init__(self, device: str = "cpu") -> None:
-        self.device = device
-
-    def total_bytes(self) -> int:
-        return int(psutil.virtual_memory().available)
-
-    def free_bytes(self) -> int:
-        return int(psutil.virtual_memory().available)
-
-    def measure_load(self, adapter: ModelAdapter, before: int) -> int:
-        return adapter.memory_bytes()
-
-    def allocated_bytes(self) -> int:
-        return 0
-
-    def reserved_bytes(self) -> int:
-        return 0
-
-    def reset_peak(self) -> None:
-        pass
-
-    def peak_bytes(self) -> int:
-        return 0
-
-    def release_cache(self) -> None:
-        gc.collect()
-
-    def process_device_bytes(self) -> int | None:
-        return None
-
-
-class CudaProbe:
-    """This process's CUDA allocator (peak during warm-up) and its NVML figure (all allocators).
-
-    Args:
-        device: "cuda" or "cuda:N".
-        process_bytes: reads this process's device memory; injectable (tests have no GPU),
-            default NVML via `nvml_process_bytes`.
-    """
-
-    def __init__(self, device: str, process_bytes: Callable[[], int | None] | None = None) -> None:
-        self.device = device
-        self.index = torch.device(device).index or 0
-        self._process_bytes = process_bytes or self._nvml_process_bytes
-        self.nvml_scope = "process"  # "device" where NVML lists no PID of ours (containers)
-
-    def total_bytes(self) -> int:
-        return int(torch.cuda.get_device_properties(self.index).total_memory)
-
-    def free_bytes(self) -> int:
-        """The driver's free figure: the CUDA context, torch's cache (reserved, allocated or
-        not) and every other process are already taken out of it."""
-        return int(torch.cuda.mem_get_info(self.index)[0])
-
-    def measure_load(self, adapter: ModelAdapter, before: int) -> int:
-        torch.cuda.synchronize(self.index)
-        allocated = max(0, self.allocated_bytes() - before)
-        if not adapter.torch_modules():
-            # ONNX Runtime / OpenCV allocate outside torch's allocator: take the larger of what
-            # torch saw and the adapter's own count (its weight bytes).
-            return max(allocated, adapter.memory_bytes())
-        return allocated
-
-    def allocated_bytes(self) -> int:
-        return int(torch.cuda.memory_allocated(self.index))
-
-    def reserved_bytes(self) -> int:
-        return int(torch.cuda.memory_reserved(self.index))
-
-    def reset_peak(self) -> None:
-        torch.cuda.reset_peak_memory_stats(self.index)
-
-    def peak_bytes(self) -> int:
-        torch.cuda.synchronize(self.index)  # the peak of the work queued so far, all of it
-        return int(torch.cuda.max_memory_allocated(self.index))
-
-    def release_cache(self) -> None:
-        gc.collect()
-        torch.cuda.empty_cache()
-
-    def process_device_bytes(self) -> int | None:
-        return self._process_bytes()
-
-    def _nvml_process_bytes(self) -> int | None:
-        try:
-            torch.cuda.synchronize(self.index)
-            uuid: str | None = str(torch.cuda.get_device_properties(self.index).uuid)
-        except Exception:
-            uuid = None
-        used, self.nvml_scope = nvml_used_bytes(self.index, uuid)
-        return used
-
-
-#: Left free beside an "auto" budget on CUDA: cuDNN/cuBLAS workspaces, allocator slack.
-CUDA_MARGIN_BYTES = 1024 * MB
-
-
-def auto_budget_bytes(probe: MemoryProbe) -> int:
-    """`memory_budget_mb: auto`: half the available RAM on the CPU; on CUDA 0.9 x the device's
-    memory, but never more than was free at start less a margin (another process, or this
-    one's CUDA context, already holds the rest)."""
-    if not probe.device.startswith("cuda"):
-        return int(probe.total_bytes() * 0.5)
-    return max(0, int(min(0.9 * probe.total_bytes(), probe.free_bytes() - CUDA_MARGIN_BYTES)))
-
-
-def probe_for(device: str) -> MemoryProbe:
-    return CudaProbe(device) if device.startswith("cuda") else CpuProbe(device)
-
-
-def holds_torch_modules(adapter: ModelAdapter) -> bool:
-    """Whether the adapter's weights live in torch, known before loading: its class says which
-    modules it holds. One that does not (ONNX Runtime, OpenCV) allocates outside torch."""
-    return type(adapter).torch_modules is not ModelAdapter.torch_modules
+def holds_torch_modules(adapter: MeasuredModel) -> bool:
+    """Whether the adapter's weights live in torch, known before loading: its class overrides
+    the contract's `torch_modules` (the first declaration in its MRO, which returns none). One
+    that does not (ONNX Runtime, OpenCV) allocates outside torch."""
+    owners = [cls for cls in type(adapter).__mro__ if "torch_modules" in vars(cls)]
+    return len(owners) > 1
 
 
 class QuietWindow(Protocol):
@@ -218,7 +88,7 @@ def admission_bytes(estimate: int | None, measured: int | None, peak: int | None
 
 
 def load_measured(
-    adapter: ModelAdapter, probe: MemoryProbe, quiet: Quiet | None = None
+    adapter: MeasuredModel, probe: MemoryProbe, quiet: Quiet | None = None
 ) -> LoadFootprint:
     """Load weights, warm up once (see `needs_warmup`), and measure. Unloads and re-raises on
     any failure.
@@ -271,14 +141,14 @@ def load_measured(
     return LoadFootprint(footprint, footprint + activations, rss_bytes() - rss_before, method)
 
 
-def needs_warmup(adapter: ModelAdapter, cuda: bool) -> bool:
+def needs_warmup(adapter: MeasuredModel, cuda: bool) -> bool:
     """The warm-up forward measures a model's peak activations on CUDA. On the CPU budgets
     count tensor bytes, so it would measure nothing and only slow the load (a full-resolution
     forward can take longer than reading the weights): skipped unless `options.warmup: true`."""
     return cuda or bool(adapter.spec.options.get("warmup", False))
 
 
-def unload_verified(holder: list[ModelAdapter], expected: int, probe: MemoryProbe) -> UnloadOutcome:
+def unload_verified(holder: list[Model], expected: int, probe: MemoryProbe) -> UnloadOutcome:
     """Drop the adapter (the caller passes its only reference inside `holder`) and verify.
 
     Verification: every torch module the adapter held must be garbage-collected; on CUDA the
