@@ -1,20 +1,20 @@
-"""Model churn under a memory budget, with honest and with wrong memory estimates.
+"""Model churn under a memory budget, measured against the ideal schedule of what it sends.
 
-A real `zooserve serve` subprocess on 127.0.0.1 holds FOUR OWLv2 detectors of ~39 MB each
-(the real architecture, reduced, random weights, built offline) under `memory_budget_mb: 100`
-on the CPU, where the budget counts tensor bytes: two models fit, three do not, so requests
-spread over the four models make the server load and evict all the time. The same seeded
-request sequence runs twice, each on a fresh server:
-
-- honest: every model's `vram_mb` is its real size;
-- wrong: every model's `vram_mb` is 10 (about a quarter of the truth).
+A real `zooserve serve` subprocess on 127.0.0.1 holds FOUR OWLv2 detectors (see churn_zoo.py:
+the real architecture, reduced, random weights, built offline; equal ~39 MB each, or unequal
+~18-60 MB) under `memory_budget_mb: 100` on the CPU, where the budget counts tensor bytes, so
+requests spread over the four models make the server load and evict all the time. Each run
+sends one seeded sequence (uniform or skewed popularity, see churn_ideal.py) from closed-loop
+clients to a fresh server, and divides its loads by the ideal online schedule of that very
+sequence. Runs (RUNS): honest estimates, estimates 8x too low ("wrong"), and arrival order
+(`max_wait_s: 0`) as the baseline.
 
 A side task reads GET /health every ~50 ms for the largest `used` memory the server reports
 (its `scheduler` block when present, else its memory figures). The load and unload events
 (GET /models/info) give a second, independent peak: the sum of the measured bytes of models
 whose load had started and whose unload had not finished, at the worst moment.
 
-    .venv/bin/python bench/churn.py --requests 240 --concurrency 8 --json out/churn.json
+    .venv/bin/python bench/churn.py --seeds 7,8,9 --popularity uniform,skewed --json out/churn.json
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import random
-import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -34,102 +33,31 @@ from typing import Any
 
 import httpx
 import numpy as np
-import skimage.data
-import torch
-import yaml
-from PIL import Image
-from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
-from transformers.utils import logging as transformers_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.churn_ideal import POPULARITY, ideal_loads, sequence
+from bench.churn_report import summary, table
+from bench.churn_zoo import (
+    BUDGET_MB,
+    IMAGE,
+    MB,
+    SIZES,
+    Zoo,
+    build_zoo,
+    estimates_mb,
+    write_config,
+)
 from tests.api import subprocess_server
-from tests.tiny.clip_tokenizer import byte_level_tokenizer, text_config
 
-MB = 2**20
-BUDGET_MB = 100
-WRONG_MB = 10
-IMAGE = "astronaut.png"
 PROMPTS = ["a person", "a rocket"]
-#: A ViT-S-like image tower (384 wide, 5 layers) at 128 px: 39.0 MB of fp32 tensors, a
-#: forward in ~20 ms on these CPUs, so the run measures churn rather than inference.
-VISION = {
-    "hidden_size": 384,
-    "intermediate_size": 1632,
-    "num_hidden_layers": 5,
-    "num_attention_heads": 6,
-    "image_size": 128,
-    "patch_size": 16,
-}
-TEXT_POSITIONS = 16
+#: A busy machine imports torch slowly: how long a server may take to answer /health.
+START_TIMEOUT_S = 300
 #: For the server: offline, and no progress bar on every one of its many loads.
 SERVER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
-
-
-def build_detector(directory: Path) -> int:
-    """Save a seeded ~39 MB `Owlv2ForObjectDetection` and its processor; its tensor bytes."""
-    transformers_logging.disable_progress_bar()
-    tokenizer = byte_level_tokenizer(TEXT_POSITIONS, pad_token="!")  # BOS must not be id 0
-    config = Owlv2Config(
-        text_config=text_config(tokenizer, TEXT_POSITIONS),
-        vision_config=VISION,
-        projection_dim=32,  # the class head compares queries in the text tower's width
-    )
-    torch.manual_seed(0)
-    model = Owlv2ForObjectDetection(config).eval()
-    size = {"height": VISION["image_size"], "width": VISION["image_size"]}
-    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size=size), tokenizer=tokenizer)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    tensors = [*model.parameters(), *model.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def build_zoo(base: Path, count: int) -> dict[str, tuple[Path, int]]:
-    """`count` detectors as {name: (directory, tensor bytes)}: one build, copied."""
-    first = base / "owl-0"
-    nbytes = build_detector(first)
-    zoo = {"owl-0": (first, nbytes)}
-    for i in range(1, count):
-        zoo[f"owl-{i}"] = (Path(shutil.copytree(first, base / f"owl-{i}")), nbytes)
-    media = base / "media"
-    media.mkdir(exist_ok=True)
-    Image.fromarray(skimage.data.astronaut()[::4, ::4]).save(media / IMAGE)  # 128x128
-    return zoo
-
-
-def write_config(
-    base: Path,
-    zoo: dict[str, tuple[Path, int]],
-    wrong_mb: float | None,
-    max_wait_s: float | None = None,
-) -> Path:
-    """A config over `zoo` whose estimates are the real sizes, or `wrong_mb` for every model;
-    `max_wait_s` 0 serves requests in arrival order (None: the service's swap-aware default)."""
-    models = {
-        name: {
-            "model_id": str(path),
-            "family": "owlv2",
-            "vram_mb": wrong_mb if wrong_mb is not None else round(nbytes / MB, 2),
-        }
-        for name, (path, nbytes) in zoo.items()
-    }
-    config = {
-        "device": "cpu",
-        "memory_budget_mb": BUDGET_MB,
-        "media_root": str(base / "media"),
-        "jobs_db": str(base / f"jobs-{wrong_mb}.sqlite3"),
-        "tasks": {"object_detection": {"selected": "owl-0", "options": sorted(zoo)}},
-        "models": models,
-    }
-    if max_wait_s is not None:
-        config["max_wait_s"] = max_wait_s
-    path = base / f"models-{'wrong' if wrong_mb is not None else 'honest'}-{max_wait_s}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def used_mb(health: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -173,10 +101,8 @@ def resident(events: list[dict[str, Any]], budget_mb: float) -> tuple[float, flo
     return peak / MB, over
 
 
-async def churn(url: str, names: list[str], requests: int, concurrency: int) -> dict[str, Any]:
-    """Send `requests` detects (a seeded random model each) from `concurrency` clients."""
-    rng = random.Random(7)
-    order = [rng.choice(names) for _ in range(requests)]
+async def churn(url: str, order: list[str], concurrency: int) -> dict[str, Any]:
+    """Send a detect for each model of `order`, in order, from `concurrency` clients."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for name in order:
         queue.put_nowait(name)
@@ -216,16 +142,14 @@ async def churn(url: str, names: list[str], requests: int, concurrency: int) -> 
         await sampler
         info = (await client.get("/models/info", params={"events": 1000})).json()
         final, final_peak = used_mb((await client.get("/health")).json())
-    if final is not None:
-        used.append(final)
-    if final_peak is not None:
-        peaks.append(final_peak)
+    used += [final] if final is not None else []
+    peaks += [final_peak] if final_peak is not None else []
     events = info.get("events", [])
     budget_mb = float(info.get("memory_budget_mb", BUDGET_MB))
     peak_resident, over_budget_s = resident(events, budget_mb)
     kinds = Counter(e["kind"] for e in events)
     return {
-        "requests": requests,
+        "requests": len(order),
         "statuses": dict(sorted(statuses.items())),
         "loads": sum(m.get("load_count", 0) for m in info["models"].values()),
         "evictions": kinds["evict"],
@@ -243,84 +167,105 @@ async def churn(url: str, names: list[str], requests: int, concurrency: int) -> 
     }
 
 
-#: Run name -> (wrong estimate MB or None for honest ones, max_wait_s or None for the default).
-RUNS: dict[str, tuple[float | None, float | None]] = {
-    "honest": (None, None),
-    "wrong": (WRONG_MB, None),
-    "arrival-order": (None, 0.0),
-    "swap-aware-3s": (None, 3.0),
+#: Run name -> (estimates 8x too low, max_wait_s or None for the service's default).
+RUNS: dict[str, tuple[bool, float | None]] = {
+    "honest": (False, None),
+    "wrong": (True, None),
+    "arrival-order": (False, 0.0),
+    "arrival-wrong": (True, 0.0),
 }
 
 
-def run(base: Path, zoo: dict[str, tuple[Path, int]], label: str, **load: int) -> dict:
-    """One run on a fresh server (see RUNS)."""
-    wrong_mb, max_wait_s = RUNS[label]
-    config = write_config(base, zoo, wrong_mb, max_wait_s)
-    with subprocess_server.running(config, SERVER_ENV) as (url, process):
-        report = asyncio.run(churn(url, sorted(zoo), load["requests"], load["concurrency"]))
+def run(base: Path, zoo: Zoo, label: str, order: list[str], concurrency: int) -> dict[str, Any]:
+    """One run of `order` on a fresh server (see RUNS)."""
+    wrong, max_wait_s = RUNS[label]
+    config = write_config(base, zoo, wrong, max_wait_s, tag=label)
+    with subprocess_server.running(config, SERVER_ENV, START_TIMEOUT_S) as (url, process):
+        report = asyncio.run(churn(url, order, concurrency))
         report["alive"] = process.poll() is None
-    report["loads_per_request"] = round(report["loads"] / max(1, load["requests"]), 3)
-    estimate = wrong_mb if wrong_mb is not None else round(next(iter(zoo.values()))[1] / MB, 1)
-    ordering = "arrival" if max_wait_s == 0 else "swap-aware"
+    sizes = {name: nbytes / MB for name, (_, nbytes) in zoo.items()}
+    ideal = ideal_loads(order, sizes, BUDGET_MB, concurrency)
+    estimates = sorted(set(estimates_mb(zoo, wrong).values()))
     return {
         "run": label,
-        "ordering": ordering,
+        "ordering": "arrival" if max_wait_s == 0 else "swap-aware",
         "models": len(zoo),
-        "estimate_mb": estimate,
+        "estimate_mb": estimates[0] if len(estimates) == 1 else f"{estimates[0]}-{estimates[-1]}",
+        "real_mb": round(statistics.mean(sizes.values()), 2),
         **report,
+        "ideal_loads": ideal,
+        "loads_vs_ideal": round(report["loads"] / max(1, ideal), 2),
+        "loads_per_request": round(report["loads"] / max(1, len(order)), 3),
     }
 
 
 def bench(
-    requests: int, concurrency: int, models: int, runs: tuple[str, ...] = ("honest", "wrong")
-) -> list[dict]:
-    """Build the zoo once and measure each of `runs` on its own server."""
+    requests: int,
+    concurrency: int,
+    models: int,
+    runs: tuple[str, ...] = ("honest", "wrong"),
+    *,
+    seeds: tuple[int, ...] = (7,),
+    popularity: tuple[str, ...] = ("uniform",),
+    sizes: tuple[str, ...] = ("equal",),
+) -> list[dict[str, Any]]:
+    """Every run of `runs` for every seed, popularity and zoo of `sizes`, each on its own
+    server; the runs of one sequence follow each other, so a busy machine slows them alike."""
+    reports = []
     with tempfile.TemporaryDirectory() as tmp:
-        zoo = build_zoo(Path(tmp), models)
-        load = {"requests": requests, "concurrency": concurrency}
-        return [run(Path(tmp), zoo, r, **load) for r in runs]
+        for size in sizes:
+            zoo = build_zoo(Path(tmp), models, size)
+            for shape in popularity:
+                for seed in seeds:
+                    order = sequence(sorted(zoo), requests, seed, shape)
+                    for label in runs:
+                        report = run(Path(tmp), zoo, label, order, concurrency)
+                        print(
+                            label,
+                            size,
+                            shape,
+                            seed,
+                            report["loads"],
+                            "loads, ideal",
+                            report["ideal_loads"],
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        reports.append({**report, "sizes": size, "popularity": shape, "seed": seed})
+    return reports
 
 
-COLUMNS = (
-    ("run", lambda r: r["run"]),
-    ("ordering", lambda r: r.get("ordering", "")),
-    ("estimate MB", lambda r: r["estimate_mb"]),
-    ("requests", lambda r: r["requests"]),
-    ("statuses", lambda r: ", ".join(f"{code}: {n}" for code, n in r["statuses"].items())),
-    ("loads", lambda r: r["loads"]),
-    ("loads/request", lambda r: r.get("loads_per_request", "")),
-    ("evictions", lambda r: r["evictions"]),
-    ("max used MB / budget", lambda r: f"{r['max_used_mb']} / {r['budget_mb']:g}"),
-    ("scheduler peak MB", lambda r: r["scheduler_peak_used_mb"] or "n/a"),
-    ("resident peak MB (events)", lambda r: r["peak_resident_mb"]),
-    ("s over budget (events)", lambda r: r["seconds_over_budget"]),
-    ("over_budget events", lambda r: r["over_budget_events"]),
-    ("wall s", lambda r: r["seconds"]),
-    ("p50 ms", lambda r: r["p50_ms"]),
-    ("p99 ms", lambda r: r["p99_ms"]),
-)
-
-
-def table(reports: list[dict]) -> str:
-    """The runs side by side, one markdown row each."""
-    rows = [[name for name, _ in COLUMNS], ["---"] * len(COLUMNS)]
-    rows += [[str(cell(r)) for _, cell in COLUMNS] for r in reports]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+def _names(text: str, known: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = set(names) - set(known)
+    if unknown:
+        raise SystemExit(f"unknown {sorted(unknown)}: choose from {sorted(known)}")
+    return names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=240)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--models", type=int, default=4, help="~39 MB detectors (budget 100 MB)")
+    parser.add_argument("--models", type=int, default=4, help="detectors (budget 100 MB)")
+    parser.add_argument("--seeds", default="7", help="comma-separated sequence seeds")
+    parser.add_argument("--popularity", default="uniform", help=f"comma-separated of {POPULARITY}")
+    parser.add_argument("--sizes", default="equal", help=f"comma-separated of {SIZES}")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--runs", default="honest,wrong,arrival-order", help=f"comma-separated of {sorted(RUNS)}"
     )
     args = parser.parse_args()
-    runs = tuple(args.runs.split(","))
-    reports = bench(args.requests, args.concurrency, args.models, runs)
-    print(table(reports))
+    reports = bench(
+        args.requests,
+        args.concurrency,
+        args.models,
+        _names(args.runs, list(RUNS)),
+        seeds=tuple(int(seed) for seed in args.seeds.split(",")),
+        popularity=_names(args.popularity, POPULARITY),
+        sizes=_names(args.sizes, SIZES),
+    )
+    print(table(reports), summary(reports), sep="\n\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(reports, indent=2))

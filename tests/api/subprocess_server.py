@@ -16,8 +16,10 @@ import httpx
 from zooserve.api.server import free_port
 
 
-def start(config: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start the server and wait until /health answers."""
+def start(
+    config: Path, port: int, env: dict[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.Popen:
+    """Start the server and wait (at most `timeout_s`) until /health answers."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -33,7 +35,7 @@ def start(config: Path, port: int, env: dict[str, str] | None = None) -> subproc
         ],
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited with {process.returncode} while starting")
@@ -48,11 +50,11 @@ def start(config: Path, port: int, env: dict[str, str] | None = None) -> subproc
 
 @contextlib.contextmanager
 def running(
-    config: Path, env: dict[str, str] | None = None
+    config: Path, env: dict[str, str] | None = None, timeout_s: float = 60
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """(base url, process) of a server that is stopped when the block ends."""
     port = free_port()
-    process = start(config, port, env)
+    process = start(config, port, env, timeout_s)
     try:
         yield f"http://127.0.0.1:{port}", process
     finally:

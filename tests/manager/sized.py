@@ -5,6 +5,7 @@ injected keep-alive clock, and a manager over such models on the CPU."""
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,44 @@ class SizedModel(Detector):
 
     def postprocess(self, raw: Any, batch: Any, threshold: float) -> list[sv.Detections]:
         return [make_detections([], [], [], []) for _ in raw]
+
+
+class LiveTensors:
+    """The bytes of SizedModel tensors alive now (allocated on the loader thread, freed when
+    their module is garbage), and every allocation made on top of more than the budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.bytes = 0
+        self.lock = threading.Lock()
+        self.problems: list[str] = []
+        self.peak = 0  # the most bytes alive at once
+
+    def allocated(self, name: str, nbytes: int) -> None:
+        with self.lock:
+            if self.bytes > self.budget:  # what was there before this load: must fit
+                self.problems.append(
+                    f"loading {name} ({nbytes} B) on top of {self.bytes} live bytes "
+                    f"(budget {self.budget})"
+                )
+            self.bytes += nbytes
+            self.peak = max(self.peak, self.bytes)
+
+    def freed(self, nbytes: int) -> None:
+        with self.lock:
+            self.bytes -= nbytes
+
+
+class TrackedModel(SizedModel):
+    """A SizedModel whose tensor bytes are counted in a `LiveTensors` while they live."""
+
+    live: LiveTensors
+
+    def load(self) -> None:
+        super().load()
+        nbytes = self.memory_bytes()
+        self.live.allocated(self.spec.name, nbytes)
+        weakref.finalize(self.model, self.live.freed, nbytes)
 
 
 class Clock:

@@ -1,9 +1,11 @@
-"""The admission policy (zooserve.manager.policy) as a table of cases, and one property over
+"""The admission policy (zooserve.manager.policy) as tables of cases, and properties over
 random inputs: `decide` admits iff the request fits now, refuses iff it could never fit,
-and reclaims only the fewest victims, in `reclaim_order`, that make it fit."""
+and reclaims only the fewest victims, in `reclaim_order`, that make it fit; `serve_order`
+puts urgent, then overdue plans first, then the most wanted missing models."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -11,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zooserve.manager.claims import Reclaim
-from zooserve.manager.policy import Candidate, Decision, Verdict, decide, reclaim_order
+from zooserve.manager.policy import (
+    Candidate,
+    Decision,
+    Verdict,
+    Waiting,
+    decide,
+    reclaim_order,
+    serve_order,
+)
 
 
 def idle(key: str, nbytes: int, **kw: Any) -> Candidate:
@@ -28,7 +38,11 @@ SMALL = idle("small", 1, last_used=2.0)
 TWO_A = idle("two_a", 2, last_used=1.0)
 TWO_B = idle("two_b", 2, last_used=2.0)
 TWO_C = idle("two_c", 2, last_used=3.0)
-WANTED = idle("wanted", 4, last_used=0.0, in_demand=True)  # used since the request came
+WANTED = idle("wanted", 4, last_used=0.0, in_demand=True)  # a queued plan needs it
+# Issue #18's scenario: every client waits on a missing model; the two resident models were
+# used since those requests arrived, but no queued request wants them.
+USED_SINCE_A = idle("resident_a", 4, last_used=9.0)
+USED_SINCE_B = idle("resident_b", 4, last_used=9.5)
 ENGINE = Candidate("engine:vllm", 6, Reclaim.SLEEP, last_used=4.0)
 
 # (case, need, free, incoming, candidates, ceiling, overdue, verdict, victim keys, deferred)
@@ -222,6 +236,18 @@ CASES: list[tuple[Any, ...]] = [
         False,
     ),
     (
+        "issue #18: residents used since, wanted by no queued request, swap at once",
+        4,
+        0,
+        0,
+        [USED_SINCE_B, USED_SINCE_A],
+        8,
+        False,
+        Verdict.RECLAIM,
+        ("resident_a",),
+        False,
+    ),
+    (
         "not overdue, nothing would suffice: a plain wait",
         30,
         0,
@@ -339,3 +365,68 @@ def test_decide_property(
         and not overdue
         and free + incoming + sum(c.nbytes for c in candidates) >= need
     )
+
+
+def plan(*missing: str, urgent: bool = False, overdue: bool = False) -> Waiting:
+    return Waiting(frozenset(missing), urgent, overdue)
+
+
+# (case, queued plans in arrival order, the order asked)
+ORDERS: list[tuple[Any, ...]] = [
+    ("nothing queued", [], []),
+    ("arrival order among equals", [plan("a"), plan("b")], [0, 1]),
+    # issue #18: the missing model most queued plans want loads first
+    ("most wanted first", [plan("b"), plan("c"), plan("c"), plan("c")], [1, 2, 3, 0]),
+    ("urgent first (a loading model's growth)", [plan("c"), plan(urgent=True)], [1, 0]),
+    (
+        "the overdue before the most wanted (age cap)",
+        [plan("c"), plan("c"), plan("b", overdue=True)],
+        [2, 0, 1],
+    ),
+    ("a plan missing nothing counts as one", [plan("c"), plan("c"), plan()], [0, 1, 2]),
+    (
+        "a plan counts its most wanted model",
+        [plan("x", "c"), plan("b"), plan("c")],
+        [0, 2, 1],
+    ),
+    (
+        "the overdue by age, whatever they miss",
+        [plan("a", overdue=True), plan("b", overdue=True), plan("b", overdue=True)],
+        [0, 1, 2],
+    ),
+]
+
+
+@pytest.mark.parametrize(("plans", "expected"), [pytest.param(*c[1:], id=c[0]) for c in ORDERS])
+def test_serve_order(plans: list[Waiting], expected: list[int]) -> None:
+    assert serve_order(plans) == expected
+
+
+waiting_plans = st.lists(
+    st.builds(
+        Waiting,
+        missing=st.frozensets(st.sampled_from("abcd"), max_size=2),
+        urgent=st.booleans(),
+        overdue=st.booleans(),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(plans=waiting_plans)
+def test_serve_order_property(plans: list[Waiting]) -> None:
+    """A permutation; urgent plans first, then overdue ones, each group by age; then the rest
+    by demand (none before one wanting more), arrival order among equals."""
+    order = serve_order(plans)
+    assert sorted(order) == list(range(len(plans)))
+    classes = [(not plans[i].urgent, not plans[i].overdue) for i in order]
+    assert classes == sorted(classes)
+    demand = [m for p in plans for m in p.missing]
+    wanted = [max((demand.count(m) for m in plans[i].missing), default=1) for i in order]
+    ranked = list(zip(classes, wanted, order, strict=True))
+    for (class_a, wants_a, index_a), (class_b, wants_b, index_b) in pairwise(ranked):
+        if class_a == class_b == (True, True):  # neither urgent nor overdue: by demand
+            assert wants_a > wants_b or (wants_a == wants_b and index_a < index_b)
+        elif class_a == class_b:  # urgent, or overdue: by age
+            assert index_a < index_b

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,15 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.manager.sized import Clock, SizedModel, lease_once, make_manager, model
+from tests.manager.sized import (
+    Clock,
+    LiveTensors,
+    SizedModel,
+    TrackedModel,
+    lease_once,
+    make_manager,
+    model,
+)
 from tests.waiting import until
 from zooserve.catalog import ModelSpec
 from zooserve.core.errors import BudgetExceeded, ModelInUse, ModelLoadFailed, QueueFull, ServiceBusy
@@ -94,42 +101,6 @@ class WatchedLedger(Ledger):
         dropped = super().drop(key)
         self.watch.observe(self, f"drop {key}")
         return dropped
-
-
-class LiveTensors:
-    """The bytes of SizedModel tensors alive now (allocated on the loader thread, freed when
-    their module is garbage), and every allocation made on top of more than the budget."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.bytes = 0
-        self.lock = threading.Lock()
-        self.problems: list[str] = []
-
-    def allocated(self, name: str, nbytes: int) -> None:
-        with self.lock:
-            if self.bytes > self.budget:  # what was there before this load: must fit
-                self.problems.append(
-                    f"loading {name} ({nbytes} B) on top of {self.bytes} live bytes "
-                    f"(budget {self.budget})"
-                )
-            self.bytes += nbytes
-
-    def freed(self, nbytes: int) -> None:
-        with self.lock:
-            self.bytes -= nbytes
-
-
-class TrackedModel(SizedModel):
-    """A SizedModel whose tensor bytes are counted in a `LiveTensors` while they live."""
-
-    live: LiveTensors
-
-    def load(self) -> None:
-        super().load()
-        nbytes = self.memory_bytes()
-        self.live.allocated(self.spec.name, nbytes)
-        weakref.finalize(self.model, self.live.freed, nbytes)
 
 
 # --- programs ------------------------------------------------------------------------------------

@@ -6,17 +6,17 @@ scheduler (scheduler.py) asks these questions; the policy (policy.py) decides fr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from zooserve.catalog import Config
 from zooserve.core.errors import BudgetExceeded, ServiceBusy, ZooError
-from zooserve.manager.claims import Ledger, Reclaim, model_name
+from zooserve.manager.claims import Ledger, Reclaim, model_key, model_name
 from zooserve.manager.leases import Leases
 from zooserve.manager.loader import Loader
 from zooserve.manager.policy import Candidate
 from zooserve.manager.scheduler import Ticket
-from zooserve.manager.state import ModelState, Status
+from zooserve.manager.state import ModelState, Status, expected_bytes
 from zooserve.runtimes.memory import MB
 
 
@@ -45,20 +45,43 @@ class LedgerAdmission:
         return self.states.get(name) if name is not None else None
 
     def plan_need(self, ticket: Ticket) -> int | None:
-        need = 0
-        for name in ticket.models:
-            state = self.states[name]
-            if state.status is Status.UNLOADING:
-                return None
-            if state.status is Status.UNLOADED:
-                need += state.admission_bytes
+        """Bytes the plan still needs, or None while a model of it unloads (wait for it)."""
+        if any(self.states[name].status is Status.UNLOADING for name in ticket.models):
+            return None
+        need = sum(self.load_sizes(ticket).values())
         for claim in ticket.extras:
             held = self.ledger.get(claim.key)
             need += max(0, claim.nbytes - (held.nbytes if held else 0))
         return need
 
-    def candidates(self, exclude: set[str], since: float = float("inf")) -> list[Candidate]:
-        """Claims room could be made from now; those used after `since` are in demand."""
+    def load_sizes(self, ticket: Ticket) -> dict[str, int]:
+        """The claim each unloaded model of the plan is admitted with: its `admission_bytes`,
+        raised toward `expected_bytes` (its family under-estimated) as far as the plan's
+        ceiling allows, so a correction never makes a plan that fits impossible."""
+        unloaded = [self.states[n] for n in ticket.models]
+        unloaded = [s for s in unloaded if s.status is Status.UNLOADED]
+        plain = {s.name: s.admission_bytes for s in unloaded}
+        extra = {s.name: expected_bytes(s, self.states.values()) - plain[s.name] for s in unloaded}
+        if not any(extra.values()):
+            return plain
+        held = (self.ledger.get(model_key(name)) for name in ticket.models)
+        kept = sum(claim.nbytes for claim in held if claim is not None)  # its loaded models
+        slack = max(0, self.ceiling(ticket) - kept - sum(plain.values()))
+        share = min(1.0, slack / sum(extra.values()))
+        return {name: nbytes + int(extra[name] * share) for name, nbytes in plain.items()}
+
+    def missing(self, ticket: Ticket) -> frozenset[str]:
+        """The models of `ticket`'s plan that are neither loaded nor loading."""
+        gone = (Status.UNLOADED, Status.UNLOADING)
+        return frozenset(name for name in ticket.models if self.states[name].status in gone)
+
+    def loading(self) -> bool:
+        """A model is loading (or waking from the host tier)."""
+        return any(state.status is Status.LOADING for state in self.states.values())
+
+    def candidates(self, exclude: set[str], wanted: Collection[str] = ()) -> list[Candidate]:
+        """Claims room could be made from now; those under a key in `wanted` (queued plans
+        need them) are in demand."""
         now = self.clock()
         found = []
         for claim in self.ledger:
@@ -76,7 +99,7 @@ class LedgerAdmission:
                     now - last_used >= keep_alive,
                     last_used,
                     reload,
-                    in_demand=last_used > since,
+                    in_demand=claim.key in wanted,
                 )
             )
         return found
@@ -90,10 +113,12 @@ class LedgerAdmission:
         return self.ledger.budget_bytes - kept
 
     def grant(self, ticket: Ticket) -> None:
+        sizes = self.load_sizes(ticket)
         for name in ticket.models:
             state = self.states[name]
-            if state.status is Status.UNLOADED:
-                self.loader.begin(state, state.admission_bytes, f"first use by {ticket.label}")
+            if name in sizes:
+                state.expected_at_admission = expected_bytes(state, self.states.values())
+                self.loader.begin(state, sizes[name], f"first use by {ticket.label}")
             self.leases.lease(state)
         for claim in ticket.extras:
             if claim.key in self.ledger and self.model_of(claim.key) is not None:

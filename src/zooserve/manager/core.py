@@ -172,7 +172,7 @@ class ModelManager:
         for attempt in range(REMEASURE_RETRIES + 1):
             for state in states:
                 await prepare(self.config, self.device, state)
-            ticket = Ticket(", ".join(names), models=tuple(names), arrived=self.clock())
+            ticket = Ticket(", ".join(names), models=tuple(names))
             await self.scheduler.admit(
                 ticket, self.config.admission_timeout_s, request_context.client_gone.get()
             )

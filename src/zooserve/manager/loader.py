@@ -27,7 +27,7 @@ from zooserve.manager.background import Background
 from zooserve.manager.claims import Claim, Ledger, Reclaim, model_name
 from zooserve.manager.leases import Leases
 from zooserve.manager.scheduler import Scheduler, Ticket
-from zooserve.manager.state import ModelState, Status
+from zooserve.manager.state import ModelState, Status, expected_bytes
 from zooserve.manager.unloading import Unloader
 from zooserve.runtimes.memory import MB, LoadFootprint, MemoryProbe, load_measured
 from zooserve.runtimes.inference import InferencePool
@@ -110,6 +110,7 @@ class Loader:
             if parked is not None:
                 footprint = await self._wake(state, parked)
             else:
+                await self._claim_expected(state, claim)
                 footprint = await self._load_with_oom_retry(state, state.source, admitted)
             seconds = time.perf_counter() - started
             state.footprint = footprint
@@ -159,23 +160,39 @@ class Loader:
         peak = max(nbytes, state.measured_peak_bytes or 0)
         return LoadFootprint(nbytes, peak, 0, "tensor_bytes (woken from host memory)")
 
-    async def _settle_claim(self, state: ModelState, claim: Claim, measured: int) -> None:
-        """Make the claim the measured size: shrink at once, or grow from idle claims now."""
+    async def _claim_expected(self, state: ModelState, claim: Claim) -> None:
+        """Admitted before a relative measured above its estimate: claim what this model is now
+        expected to hold before its memory appears (issue #18 item 5), as far as the budget
+        less what can never be reclaimed allows; if busy claims hold that, raise Remeasured
+        and its requests queue again, admitted by the expected size."""
+        expected = expected_bytes(state, self.states.values())
+        if expected <= state.expected_at_admission:
+            return  # admitted knowing as much (and as far as its plan's ceiling allowed)
+        never = (c.nbytes for c in self.ledger if c.reclaim is Reclaim.NEVER and c is not claim)
+        expected = min(expected, self.ledger.budget_bytes - sum(never))
+        if expected > claim.nbytes:
+            await self._settle_claim(state, claim, expected, "expected")
+
+    async def _settle_claim(
+        self, state: ModelState, claim: Claim, measured: int, how: str = "measured"
+    ) -> None:
+        """Make the claim the `measured` size (or the expected one, before the load): shrink at
+        once, or grow from idle claims now; else raise Remeasured (its waiters re-queue)."""
         if measured <= claim.nbytes:
             self.ledger.resize(claim.key, measured)
             return
-        grown = Claim(claim.key, measured, claim.reclaim, "measured above its admission")
-        ticket = Ticket(f"{state.name} (measured)", extras=(grown,), urgent=True, patient=False)
+        grown = Claim(claim.key, measured, claim.reclaim, f"{how} above its admission")
+        ticket = Ticket(f"{state.name} ({how})", extras=(grown,), urgent=True, patient=False)
         try:
             await self.scheduler.admit(ticket, self.config.admission_timeout_s)
         except ServiceBusy as exc:
             self.events.record(
-                Event("remeasured", state.name, "measured above its admission", bytes=measured)
+                Event("remeasured", state.name, f"{how} above its admission", bytes=measured)
             )
             raise Remeasured(
-                f"model {state.name!r} measured {measured / MB:.0f} MB, above the "
+                f"model {state.name!r} {how} {measured / MB:.0f} MB, above the "
                 f"{claim.nbytes / MB:.0f} MB it was admitted with, and busy models hold the "
-                "difference: it was unloaded; it will be admitted by its measured size",
+                f"difference: it was unloaded; it will be admitted by its {how} size",
                 {**exc.details, "measured_bytes": measured, "admitted_bytes": claim.nbytes},
                 retry_after=exc.retry_after,
             ) from None

@@ -1,13 +1,16 @@
 """Admission policy: pure functions over a snapshot, so every rule is tested by table.
 
-The mechanism (zooserve.manager.scheduler) asks one question per queued request: given the
-bytes it still needs, the free bytes, the bytes already being reclaimed for it and the claims
-room could be made from now, admit it, reclaim these claims for it, let it wait, or refuse it.
+The mechanism (zooserve.manager.scheduler) asks, in `serve_order`, one question per queued
+request: given the bytes it still needs, the free bytes, the bytes already being reclaimed for
+it and the claims room could be made from now, admit it, reclaim these claims for it, let it
+wait, or refuse it (`decide`). Demand is what is outstanding (issue #18): a claim is in demand
+while a queued plan needs it, and the missing model most queued plans want is loaded first.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -24,8 +27,8 @@ class Candidate:
     expired: bool = False  # idle past its keep-alive
     last_used: float = 0.0
     reload_seconds: float = 0.0
-    #: Used since the request arrived: evicting it for the request would likely mean
-    #: reloading it soon (a swap back and forth); spared until the request is overdue.
+    #: A queued plan needs it: evicting it would mean loading it again for that plan (a swap
+    #: back and forth); spared until the request is overdue (waited `max_wait_s`).
     in_demand: bool = False
 
     @property
@@ -68,8 +71,8 @@ def decide(
 
     `free`: bytes nobody claims (less what earlier requests were promised); `incoming`: bytes
     already being reclaimed for this request; `ceiling`: the budget less what can never be
-    reclaimed; `overdue`: the request has waited `max_wait_s`, so claims in demand may go for
-    it too (swap-aware ordering: until then, work for resident models goes first). Victims
+    reclaimed; `overdue`: the request has waited `max_wait_s` (the age cap that bounds
+    starvation), so claims other queued plans need may go for it too. Victims
     are taken in `reclaim_order` until the request fits, and only if it then fits: evicting
     models while busy ones still block the request would only cost reloads.
     """
@@ -97,3 +100,30 @@ def _victims(short: int, candidates: Sequence[Candidate]) -> tuple[Candidate, ..
         victims.append(candidate)
         short -= candidate.nbytes
     return tuple(victims) if short <= 0 else None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A queued plan, as `serve_order` sees it."""
+
+    missing: frozenset[str]  # models of its plan that are not loaded or loading
+    urgent: bool = False  # a loading model's growth: its load waits on it
+    overdue: bool = False  # waited `max_wait_s`
+
+
+def serve_order(waiting: Sequence[Waiting]) -> list[int]:
+    """The order (indices of `waiting`, which is in arrival order) in which a dispatch pass
+    asks about the queued plans: urgent first, then the overdue by age (the age cap), then by
+    the outstanding demand for the models they miss, most first, so the model most queued
+    plans want loads first and everything queued for it is admitted with it. A plan missing
+    no model (its models are resident, or it claims bytes beside them) counts as one."""
+    demand = Counter(name for plan in waiting for name in plan.missing)
+
+    def rank(index: int) -> tuple[bool, bool, int, int]:
+        plan = waiting[index]
+        if plan.urgent or plan.overdue:
+            return (not plan.urgent, not plan.overdue, 0, index)
+        wanted = max((demand[name] for name in plan.missing), default=1)
+        return (True, True, -wanted, index)
+
+    return sorted(range(len(waiting)), key=rank)

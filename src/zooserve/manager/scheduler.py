@@ -4,23 +4,26 @@ A request declares its plan (the models it will lease, the bytes it will claim b
 and waits in the queue until the plan is admitted as a whole. Every change of state (a lease
 ends, a load or unload finishes, a claim shrinks, a request arrives or leaves) runs one
 dispatch pass: synchronous, on the event loop, so nothing changes under it. The pass asks the
-policy (zooserve.manager.policy) about each queued plan in order and carries out the answer:
-grant it, start reclaiming claims for it, leave it waiting or refuse it. A plan that fits is
-granted even when an earlier one waits for busy models; an earlier plan that is being made
-room for keeps that room (its bytes are earmarked for it, not taken by later plans).
+policy (zooserve.manager.policy) about each queued plan in its `serve_order` (the missing model
+most queued plans want first) and carries out the answer: grant it, start reclaiming claims
+for it, leave it waiting or refuse it. A plan that fits is granted even when an earlier one
+waits for busy models; a plan that is being made room for keeps that room (its bytes are
+earmarked for it, not taken by later plans), and the plans missing the same models come with
+it. One swap at a time: while a load or a reclaim is under way, the next reclaim waits for it
+(what it serves changes what is wanted next) unless its request is overdue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from zooserve.core.errors import MediaClosed, QueueFull, ZooError
 from zooserve.manager.claims import Claim, Ledger, model_key
-from zooserve.manager.policy import Candidate, Verdict, decide
+from zooserve.manager.policy import Candidate, Verdict, Waiting, decide, serve_order
 
 #: How often a queued request checks whether its client is still there (seconds).
 CLIENT_POLL_S = 0.5
@@ -39,17 +42,28 @@ class Ticket:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     enqueued_at: float = field(default_factory=time.monotonic)
-    arrived: float = 0.0  # on the manager's (keep-alive) clock: what was used since is in demand
     incoming: set[str] = field(default_factory=set)  # claim keys being reclaimed for it
     #: Claims its requester holds meanwhile (its leased models): never room for itself.
     holds: frozenset[str] = frozenset()
+
+
+@dataclass
+class Room:
+    """What one dispatch pass has promised so far."""
+
+    wanted: set[str]  # claim keys queued plans need: in demand
+    swapping: bool  # a load or a reclaim is under way: the next swap waits for it
+    earmarked: int = 0  # free bytes kept for plans that room is being made for
+    coming: frozenset[str] = frozenset()  # models room is being made for
 
 
 class Admission(Protocol):
     """What the scheduler asks about plans, and how it grants them (see admission.py)."""
 
     def plan_need(self, ticket: Ticket) -> int | None: ...
-    def candidates(self, exclude: set[str], since: float) -> list[Candidate]: ...
+    def missing(self, ticket: Ticket) -> frozenset[str]: ...
+    def loading(self) -> bool: ...
+    def candidates(self, exclude: set[str], wanted: Collection[str]) -> list[Candidate]: ...
     def ceiling(self, ticket: Ticket) -> int: ...
     def grant(self, ticket: Ticket) -> None: ...
     def ungrant(self, ticket: Ticket) -> None: ...
@@ -157,42 +171,70 @@ class Scheduler:
             self._dispatching = False
 
     def _pass(self) -> None:
-        admission, ledger = self.admission, self.ledger
-        earmarked = 0
-        now = time.monotonic()
-        for ticket in list(self.queue):
-            if ticket.future.done():
-                self.queue.remove(ticket)
-                continue
-            need = admission.plan_need(ticket)
-            if need is None:  # a model of the plan is unloading: wait for it
-                continue
-            free = max(0, ledger.free_bytes() - earmarked)
-            incoming = self._incoming(ticket)
-            exclude = {model_key(name) for name in ticket.models} | {c.key for c in ticket.extras}
-            overdue = ticket.urgent or now - ticket.enqueued_at >= self.max_wait_s
-            candidates = admission.candidates(exclude, ticket.arrived)
-            decision = decide(need, free, incoming, candidates, admission.ceiling(ticket), overdue)
-            if decision.verdict is Verdict.ADMIT:
-                self.queue.remove(ticket)
-                admission.grant(ticket)
-                ticket.future.set_result(None)
-            elif decision.verdict is Verdict.REFUSE:
-                self.queue.remove(ticket)
-                ticket.future.set_exception(admission.refusal(ticket, need))
-            elif decision.verdict is Verdict.RECLAIM:
-                for victim in decision.victims:
-                    ticket.incoming.add(victim.key)
-                    admission.start_reclaim(victim.key, ticket.label)
-                earmarked += min(free, need)
-            elif not incoming and not ticket.patient:
-                self.queue.remove(ticket)
-                ticket.future.set_exception(admission.busy_error(ticket, need))
-            elif incoming:  # room is on its way: what is free is kept for it
-                earmarked += min(free, need)
-            elif decision.deferred:  # resident models' work goes first, up to max_wait_s
-                self._wake_at(ticket.enqueued_at + self.max_wait_s)
-            # else: busy claims hold the room; a later request that fits may go first
+        """Ask the policy about every queued plan, in `serve_order`, and carry out the answers."""
+        for ticket in [t for t in self.queue if t.future.done()]:
+            self.queue.remove(ticket)
+        now, queue = time.monotonic(), list(self.queue)  # granting takes plans out of the queue
+        missing = [self.admission.missing(ticket) for ticket in queue]
+        waiting = [
+            Waiting(gone, ticket.urgent, self._overdue(ticket, now))
+            for ticket, gone in zip(queue, missing, strict=True)
+        ]
+        wanted = {model_key(name) for ticket in queue for name in ticket.models}
+        room = Room(wanted, swapping=self._swapping())
+        for index in serve_order(waiting):
+            ticket = queue[index]
+            if missing[index] and missing[index] <= room.coming:
+                continue  # an earlier plan is making room for the same models: it comes with it
+            self._ask(ticket, waiting[index], room)
+            if ticket.incoming:
+                room.coming |= missing[index]
+
+    def _ask(self, ticket: Ticket, waiting: Waiting, room: Room) -> None:
+        """Decide for one queued plan and carry the decision out."""
+        admission = self.admission
+        need = admission.plan_need(ticket)
+        if need is None:  # a model of the plan is unloading: wait for it
+            return
+        free = max(0, self.ledger.free_bytes() - room.earmarked)
+        incoming = self._incoming(ticket)
+        exclude = {model_key(name) for name in ticket.models} | {c.key for c in ticket.extras}
+        candidates = admission.candidates(exclude, room.wanted)
+        decision = decide(
+            need, free, incoming, candidates, admission.ceiling(ticket), waiting.overdue
+        )
+        held = room.swapping and not (waiting.urgent or waiting.overdue)
+        if decision.verdict is Verdict.ADMIT:
+            self.queue.remove(ticket)
+            admission.grant(ticket)
+            ticket.future.set_result(None)
+        elif decision.verdict is Verdict.REFUSE:
+            self.queue.remove(ticket)
+            ticket.future.set_exception(admission.refusal(ticket, need))
+        elif decision.verdict is Verdict.RECLAIM and held:
+            # One swap at a time: the one under way may change what is wanted next.
+            self._wake_at(ticket.enqueued_at + self.max_wait_s)
+        elif decision.verdict is Verdict.RECLAIM:
+            for victim in decision.victims:
+                ticket.incoming.add(victim.key)
+                admission.start_reclaim(victim.key, ticket.label)
+            room.earmarked += min(free, need)
+            room.swapping = True
+        elif not incoming and not ticket.patient:
+            self.queue.remove(ticket)
+            ticket.future.set_exception(admission.busy_error(ticket, need))
+        elif incoming:  # room is on its way: what is free is kept for it
+            room.earmarked += min(free, need)
+        elif decision.deferred:  # queued plans need the idle claims, until max_wait_s
+            self._wake_at(ticket.enqueued_at + self.max_wait_s)
+        # else: busy claims hold the room; a later request that fits may go first
+
+    def _overdue(self, ticket: Ticket, now: float) -> bool:
+        return ticket.urgent or now - ticket.enqueued_at >= self.max_wait_s
+
+    def _swapping(self) -> bool:
+        """A load, or a reclaim for a queued plan, is under way."""
+        return self.admission.loading() or any(self._incoming(ticket) for ticket in self.queue)
 
     def _wake_at(self, when: float) -> None:
         """One timer for the earliest deferred request: dispatch again when it is overdue."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from zooserve.catalog import ModelSpec
@@ -32,6 +33,9 @@ class ModelState:
     footprint: LoadFootprint | None = None
     measured_bytes: int | None = None  # kept across unloads: the next admission uses them
     measured_peak_bytes: int | None = None
+    #: `expected_bytes` when its load was admitted: the loader claims more before loading
+    #: only if a relative's measure raised it since.
+    expected_at_admission: int = 0
     load_count: int = 0  # from disk
     last_load_seconds: float | None = None
     wake_count: int = 0  # from the host tier
@@ -70,3 +74,18 @@ class ModelState:
         measured size and the measured peak (weights + warm-up activations)."""
         estimate = UNKNOWN_SIZE_BYTES if self.estimate is None else self.estimate
         return admission_bytes(estimate, self.measured_bytes, self.measured_peak_bytes)
+
+
+def expected_bytes(state: ModelState, states: Iterable[ModelState]) -> int:
+    """What `state` is expected to hold once loaded: its `admission_bytes`, and for a model
+    never measured, times its family's worst under-estimate so far (issue #18 item 5: a load's
+    memory exists before it can be measured, so with estimates eight times too low the next
+    model of the family is admitted by its real size, not beside memory it will need)."""
+    if state.measured_bytes is not None:
+        return state.admission_bytes
+    ratio = 1.0
+    for other in states:
+        if other is not state and other.spec.family == state.spec.family and other.estimate:
+            measured = max(other.measured_bytes or 0, other.measured_peak_bytes or 0)
+            ratio = max(ratio, measured / other.estimate)
+    return int(state.admission_bytes * ratio)

@@ -1,0 +1,96 @@
+"""Swap scheduling by outstanding demand (issue #18 item 1), on a real manager over small
+torch modules: an idle model no queued request wants goes at once, whatever the age cap; the
+missing model most queued requests want loads first; requests missing the same model share
+one eviction; one swap at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from tests.manager.sized import SizedModel, lease_once, make_manager, model
+from tests.waiting import until
+from zooserve.manager import ModelManager
+
+#: Far longer than any test runs: a request that waited for this timer would time out first.
+AGE_CAP_S = 600.0
+
+
+def manager_for(tmp_path: Path, budget_mb: float, names: str) -> ModelManager:
+    manager = make_manager(tmp_path, budget_mb, {n: model(2) for n in names}, timeout=10)
+    manager.scheduler.max_wait_s = AGE_CAP_S
+    return manager
+
+
+async def hold(manager: ModelManager, name: str, release: asyncio.Event) -> None:
+    """Lease `name` until `release` is set."""
+    async with manager.use(name):
+        await release.wait()
+
+
+async def test_an_idle_model_no_queued_request_wants_is_swapped_at_once(tmp_path: Path) -> None:
+    """The issue's cause: "a" was used after the request for "b" arrived, which made it "in
+    demand" until the age cap fired, while nothing ran. Nothing queued wants it: it goes."""
+    manager = manager_for(tmp_path, 3, "ab")
+    release = asyncio.Event()
+    holder = asyncio.create_task(hold(manager, "a", release))
+    await until(lambda: manager.loaded_models() == ["a"], "a loaded and leased")
+    waiter = asyncio.create_task(lease_once(manager, "b"))
+    await until(lambda: manager.scheduler.pending == 1, "b queued behind the busy a")
+    release.set()
+    await holder
+    await asyncio.wait_for(waiter, 5)  # not the age cap (600 s), nor the admission timeout
+    assert manager.loaded_models() == ["b"]
+    await manager.close()
+
+
+async def test_the_missing_model_most_requests_want_loads_first(tmp_path: Path) -> None:
+    manager = manager_for(tmp_path, 3, "abc")
+    release = asyncio.Event()
+    holder = asyncio.create_task(hold(manager, "a", release))
+    await until(lambda: manager.loaded_models() == ["a"], "a loaded and leased")
+    waiters = [asyncio.create_task(lease_once(manager, "b"))]  # first to arrive, alone
+    waiters += [asyncio.create_task(lease_once(manager, "c")) for _ in range(3)]
+    await until(lambda: manager.scheduler.pending == 4, "b and three c queued")
+    release.set()
+    await holder
+    await asyncio.wait_for(asyncio.gather(*waiters), 10)
+    assert SizedModel.loads == ["a", "c", "b"]  # arrival order would load b before c
+    await manager.close()
+
+
+async def test_requests_missing_the_same_model_share_one_eviction(tmp_path: Path) -> None:
+    """Room for two; "a" and "b" idle; three requests for "c" need one of them out, not both."""
+    manager = manager_for(tmp_path, 5, "abc")
+    for name in "ab":
+        await lease_once(manager, name)
+    await asyncio.gather(*(lease_once(manager, "c") for _ in range(3)))
+    evicted = [e.model for e in manager.events.recent() if e.kind == "evict"]
+    assert len(evicted) == 1 and evicted[0] in "ab"  # GreedyDual picks which
+    assert len(manager.loaded_models()) == 2 and "c" in manager.loaded_models()
+    await manager.close()
+
+
+async def test_one_swap_at_a_time_lets_the_first_change_what_goes_next(tmp_path: Path) -> None:
+    """Room for two, "a" and "b" idle, requests for "c" then "d": while c's swap is under way
+    d's waits rather than evicting b at once, so a request for b arriving meanwhile is served
+    from memory instead of loading b again."""
+    manager = manager_for(tmp_path, 5, "abcd")
+    for name in "ab":
+        await lease_once(manager, name)
+    SizedModel.gate = gate = threading.Event()  # holds c's load on the loader thread
+    try:
+        for_c = asyncio.create_task(lease_once(manager, "c"))
+        await until(lambda: SizedModel.loads[-1:] == ["c"], "c on the loader thread")
+        for_d = asyncio.create_task(lease_once(manager, "d"))
+        await until(lambda: manager.scheduler.pending == 1, "d queued behind c's swap")
+        for_b = asyncio.create_task(lease_once(manager, "b"))  # b is resident: served at once
+        await asyncio.wait_for(for_b, 5)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(for_c, for_d), 10)
+    finally:
+        SizedModel.gate = None
+    assert SizedModel.loads == ["a", "b", "c", "d"]  # b was not loaded a second time
+    assert [e.model for e in manager.events.recent() if e.kind == "evict"][:1] == ["a"]
+    await manager.close()
