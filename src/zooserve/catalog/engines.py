@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from zooserve.catalog.strict import StrictModel
 
 EngineKind = Literal["sglang", "vllm", "openai", "local"]
 #: How a JSON schema reaches an OpenAI-compatible engine: as `response_format` json_schema
@@ -31,11 +33,7 @@ SleepProtocol = Literal["vllm", "sglang"]
 SleepSetting = Literal["vllm", "sglang", "none"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LaunchSpec(_Strict):
+class LaunchSpec(StrictModel):
     """How zooserve runs the engine as a subprocess (one model per launched engine)."""
 
     #: Full argv. Default for sglang/vllm: built from the model (see launch.py); required for
@@ -60,7 +58,7 @@ class LaunchSpec(_Strict):
     sleep_level: Literal[1, 2] = 1
 
 
-class EngineSpec(_Strict):
+class EngineSpec(StrictModel):
     """One entry of `engines:` (module docstring)."""
 
     name: str = Field(min_length=1)

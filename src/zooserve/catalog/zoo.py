@@ -7,7 +7,8 @@ vehicle -> plate detector on the vehicle crop -> OCR on each plate crop.
 
 The planner orders the triggers model-major: every model appears in as few steps as its chains
 allow (once, unless one model serves two depths of a chain), and a step comes after the steps
-of its sources. This module imports nothing from `catalog` so the config schema can import it.
+of its sources. This module imports only the sections' base (strict.py) from the catalog, so
+the config schema (settings.py) can import it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from zooserve.catalog.strict import StrictModel
 from zooserve.core.errors import InvalidInput
 
 #: The source name of the detections a request starts from (the caller's or the detector's).
@@ -27,11 +29,7 @@ Scope = Literal["detection", "frame", "batch", "clip"]
 _NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TriggerWhen(_Strict):
+class TriggerWhen(StrictModel):
     """Conditions on the source detections; a trigger fires only where they hold."""
 
     #: Labels of the source detection (case and a leading a/an/the ignored); None: any label.
@@ -55,7 +53,7 @@ def _plain(label: str) -> str:
     return " ".join(words)
 
 
-class TriggerSpec(_Strict):
+class TriggerSpec(StrictModel):
     """One entry under `zoo.triggers`."""
 
     name: str
