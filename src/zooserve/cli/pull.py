@@ -5,46 +5,33 @@ cache (the loader finds the snapshot offline), a `{MODEL_ZOO_PATH}/x.pt` model_i
 (the one file, renamed), any other local model_id as a directory of the files. One model's
 failure (offline, gated, 404, network) is reported with its reason; the others still run.
 
-The hub is reached only through a `Hub` (three functions), so tests pass a fake one.
+The hub is reached only through a `Hub` (hub.py: three functions), so tests pass a fake one;
+weight_files.py says whether a downloaded file is usable weights.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
 import os
 import shutil
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from zooserve.catalog import Config, ModelSource, ModelSpec, is_builtin_id, is_hub_id
+from zooserve.cli.hub import OFFLINE_MESSAGE, Hub, explain, offline, real_hub
+from zooserve.cli.weight_files import WEIGHT_SUFFIXES, verify_file
 
 ULTRALYTICS_ASSETS = "https://github.com/ultralytics/assets/releases/download"
 #: What a hub model without a `source:` takes: configs, tokenizers and safetensors weights.
 DEFAULT_FILES = ["*.json", "*.txt", "*.model", "*.safetensors"]
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".gguf", ".ckpt")
 _FILE_SUFFIXES = (".pt", ".pth", ".onnx", ".bin", ".safetensors", ".ckpt", ".gguf")
 Say = Callable[[str], None]
 
 
 class PullError(Exception):
     """A reason a model could not be fetched, worded for the person who ran `pull`."""
-
-
-@dataclass
-class Hub:
-    """The three ways `pull` reaches the network; tests pass fakes."""
-
-    #: (repo_id, filename, revision) -> path of the file in the local hub cache.
-    download: Callable[[str, str, str | None], str]
-    #: (repo_id, revision) -> every file path in the repo.
-    list_files: Callable[[str, str | None], list[str]]
-    #: (url, destination file) -> None, writing the file with a progress bar.
-    fetch_url: Callable[[str, Path], None]
 
 
 @dataclass
@@ -59,51 +46,6 @@ class PullResult:
     @property
     def ok(self) -> bool:
         return self.status in ("pulled", "builtin")
-
-
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-OFFLINE_MESSAGE = (
-    "HF_HUB_OFFLINE=1: refusing to download (this machine is set offline). "
-    "Unset HF_HUB_OFFLINE, on a machine with network, to pull"
-)
-
-
-# --- the real hub ------------------------------------------------------------------------------
-
-
-def _hf_download(repo: str, filename: str, revision: str | None) -> str:
-    from huggingface_hub import hf_hub_download
-
-    return str(hf_hub_download(repo, filename, revision=revision))  # shows its own tqdm bar
-
-
-def _hf_list(repo: str, revision: str | None) -> list[str]:
-    from huggingface_hub import list_repo_files
-
-    return list(list_repo_files(repo, revision=revision))
-
-
-def _http_fetch(url: str, dest: Path) -> None:
-    import httpx
-    from tqdm import tqdm
-
-    with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
-        response.raise_for_status()
-        total = int(response.headers.get("content-length") or 0) or None
-        with (
-            open(dest, "wb") as out,
-            tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar,
-        ):
-            for chunk in response.iter_bytes(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-
-
-def real_hub() -> Hub:
-    return Hub(download=_hf_download, list_files=_hf_list, fetch_url=_http_fetch)
 
 
 # --- choosing models and files -----------------------------------------------------------------
@@ -188,108 +130,7 @@ def _matches(pattern: str, listing: list[str]) -> list[str]:
     return [p for p in listing if p.count("/") == depth and fnmatch.fnmatchcase(p, pattern)]
 
 
-# --- verifying ---------------------------------------------------------------------------------
-
-
-def verify_file(path: Path, sha256: str | None = None) -> str | None:
-    """Why the downloaded file is not usable, or None: empty, LFS pointer or HTML page instead
-    of weights, unparsable safetensors/ONNX/JSON/checkpoint header, or a sha256 mismatch."""
-    if not path.is_file():
-        return "missing after download"
-    size = path.stat().st_size
-    if size == 0:
-        return "empty file"
-    with open(path, "rb") as fh:
-        head = fh.read(64)
-    if head.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer, not the file itself"
-    name = path.name.lower()
-    if name.endswith(WEIGHT_SUFFIXES) and head.lstrip().lower().startswith(
-        (b"<!doctype", b"<html")
-    ):
-        return "an HTML page, not weights"
-    problem = _check_format(path, name, size)
-    if problem:
-        return problem
-    if sha256 is not None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != sha256.lower():
-            return f"sha256 {digest.hexdigest()} is not the expected {sha256}"
-    return None
-
-
-def _check_format(path: Path, name: str, size: int) -> str | None:
-    if name.endswith(".safetensors"):
-        with open(path, "rb") as fh:
-            length = int.from_bytes(fh.read(8), "little")
-            if length <= 0 or 8 + length > size:
-                return "safetensors header length is out of range (truncated file?)"
-            try:
-                header = json.loads(fh.read(length))
-            except ValueError:
-                return "safetensors header is not JSON"
-        return None if isinstance(header, dict) else "safetensors header is not a JSON object"
-    if name.endswith(".onnx"):
-        return _check_onnx(path)
-    if name.endswith((".pt", ".pth", ".bin", ".ckpt")):
-        with open(path, "rb") as fh:
-            first = fh.read(1)
-        if zipfile.is_zipfile(path) or first == b"\x80":  # torch zip, or a legacy pickle
-            return None
-        return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
-    if name.endswith(".json"):
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return "not valid JSON"
-    return None
-
-
-def _check_onnx(path: Path) -> str | None:
-    try:
-        import onnx
-    except ImportError:  # ModelProto starts with field 1 (ir_version, varint): tag byte 0x08
-        with open(path, "rb") as fh:
-            return None if fh.read(1) == b"\x08" else "not an ONNX model"
-    try:
-        model = onnx.load_model(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own DecodeError
-        return f"ONNX does not parse: {exc}"
-    return None if model.graph.node else "ONNX model has an empty graph"
-
-
 # --- fetching ----------------------------------------------------------------------------------
-
-
-def explain(exc: BaseException, repo: str | None, what: str) -> str:
-    """The reason, for a person: gated, needs a token, 404, revision, offline or network."""
-    from huggingface_hub import errors
-
-    url = f"https://huggingface.co/{repo}" if repo else None
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(exc, errors.GatedRepoError) or status == 403:
-        return f"gated: accept the licence at {url} and set HF_TOKEN (HTTP {status or 403})"
-    if isinstance(exc, errors.RevisionNotFoundError):
-        return f"revision not found in {repo} (404)"
-    if isinstance(exc, errors.RemoteEntryNotFoundError | errors.EntryNotFoundError) and not (
-        isinstance(exc, errors.LocalEntryNotFoundError)
-    ):
-        return f"{what} not found in {repo} (404)"
-    if isinstance(exc, errors.RepositoryNotFoundError) or status == 401:
-        return (
-            f"repository {repo} not found, or private (HTTP {status or 401}): check the id; "
-            "if it is gated, accept its licence at the model page and set HF_TOKEN"
-        )
-    if isinstance(exc, errors.OfflineModeIsEnabled):
-        return OFFLINE_MESSAGE
-    if status is not None:
-        return f"HTTP {status} for {what}: {exc}"
-    if isinstance(exc, errors.LocalEntryNotFoundError | ConnectionError | TimeoutError):
-        return f"network error fetching {what}: cannot reach the server ({exc})"
-    return f"network error fetching {what}: {type(exc).__name__}: {exc}"
 
 
 def target_of(config: Config, spec: ModelSpec) -> tuple[Literal["cache", "file", "dir"], Path]:
