@@ -21,8 +21,14 @@ import torch
 from tests.waiting import until
 from zooserve.catalog import ModelSpec
 from zooserve.families.base import ModelAdapter
-from zooserve.runtimes.memory import MB, CpuProbe, admission_bytes, load_measured, nvml_process_bytes
 from zooserve.runtimes.inference import InferencePool
+from zooserve.runtimes.memory import (
+    MB,
+    CpuProbe,
+    admission_bytes,
+    load_measured,
+    nvml_process_bytes,
+)
 from zooserve.runtimes.quiet import QuietWindow
 
 OTHER_ACTIVATIONS = 300 * MB  # what another model's forward allocates while it runs

@@ -25,9 +25,9 @@ from zooserve.families.base import Detector
 from zooserve.manager import ModelManager
 from zooserve.media import MediaSource
 from zooserve.media.samples import install_samples
-from zooserve.runtimes.memory import MB
 from zooserve.pipelines.detect import detect
 from zooserve.pipelines.selection import selected_model
+from zooserve.runtimes.memory import MB
 from zooserve_bench.report import failed_row, markdown_table, render_rows
 
 CRITERIA = {"memory_mb": 1500.0, "load_seconds": 5.0}

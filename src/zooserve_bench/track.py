@@ -23,8 +23,8 @@ from zooserve.core.errors import ZooError
 from zooserve.manager import ModelManager
 from zooserve.media import MediaSource, resolve_media_path
 from zooserve.media.samples import install_samples
-from zooserve.runtimes.memory import MB
 from zooserve.pipelines.track import FrameRange, TrackReport, track
+from zooserve.runtimes.memory import MB
 
 TRACKER_FAMILIES = {"detection_tracker", "sam2", "samurai", "sam2long"}
 DEFAULT_VIDEO = "samples/bikes.mp4"

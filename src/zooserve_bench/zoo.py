@@ -30,9 +30,9 @@ from zooserve.families.kinds import ActionRecognizer, Classifier, PoseEstimator,
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource
 from zooserve.media.samples import install_samples
-from zooserve.runtimes.memory import MB
 from zooserve.pipelines import enrich_kinds as kinds
 from zooserve.pipelines.enrich import EnrichResult, Order, enrich_frames
+from zooserve.runtimes.memory import MB
 from zooserve_bench.report import failed_row, markdown_table, render_rows
 
 #: Models that are not enrichment models: language engines and the task-only categories.

@@ -34,9 +34,9 @@ from zooserve.core.redaction import register_secrets
 from zooserve.engines.pool import EnginePool
 from zooserve.jobs.queue import JobRunner, JobStore
 from zooserve.manager import ModelManager
-from zooserve.runtimes.memory import MB
 from zooserve.pipelines.track_sessions import TrackingSessions
 from zooserve.runtimes.allocator import pin_mmap_threshold
+from zooserve.runtimes.memory import MB
 
 log = logging.getLogger("zooserve")
 

@@ -34,8 +34,8 @@ from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier, Mover, host_budget_bytes, move_modules
 from zooserve.manager.unloading import Unloader
-from zooserve.runtimes.memory import MB, MemoryProbe, auto_budget_bytes, probe_for
 from zooserve.runtimes.inference import InferencePool
+from zooserve.runtimes.memory import MB, MemoryProbe, auto_budget_bytes, probe_for
 from zooserve.runtimes.torch_runtime import resolve_device
 
 T = TypeVar("T")

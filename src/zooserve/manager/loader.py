@@ -29,8 +29,8 @@ from zooserve.manager.leases import Leases
 from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState, Status, expected_bytes
 from zooserve.manager.unloading import Unloader
-from zooserve.runtimes.memory import MB, LoadFootprint, MemoryProbe, load_measured
 from zooserve.runtimes.inference import InferencePool
+from zooserve.runtimes.memory import MB, LoadFootprint, MemoryProbe, load_measured
 
 log = logging.getLogger("zooserve.manager")
 OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -42,13 +42,13 @@ from zooserve.core.errors import ZooError
 from zooserve.core.logs import request_id
 from zooserve.jobs.queue import JobRunner, JobStore, Progress
 from zooserve.manager import ModelManager
-from zooserve.runtimes.memory import MB
 from zooserve.ray.asgi import Forwarded
 from zooserve.ray.forwarding import ForwardedResponse, Forwarder
 from zooserve.ray.routing import JOB_ROUTES, request_fields, routing_key
 from zooserve.ray.spool import Spool, is_multipart, spool_body, sweep_spools
 from zooserve.ray.unload import unload_everywhere
 from zooserve.ray.views import merge_health, merge_models_info, public_health
+from zooserve.runtimes.memory import MB
 
 log = logging.getLogger("zooserve.ray")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -124,6 +124,28 @@ def build_ingress_app(
     # Never started: answers which model a request will use, from the config and the files
     # here (the same selection as the replicas'); it loads nothing.
     selector = ModelManager(config.model_copy(update={"device": "cpu", "memory_budget_mb": 1.0}))
+    # The replicas serve the OpenAPI document and the docs page (forwarded).
+    app = FastAPI(
+        title="zooserve",
+        version=__version__,
+        lifespan=_jobs_lifespan(config, api_key, forwarder, selector),
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.api_key = api_key
+    install_error_handlers(app)
+    app.include_router(routes_jobs.router)
+    _add_cluster_routes(app, directory)
+    _add_forwarding_route(app, config, forwarder, selector)
+    _add_middleware(app, config, api_key)
+    return app
+
+
+def _jobs_lifespan(
+    config: Config, api_key: str | None, forwarder: Forwarder, selector: ModelManager
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Async jobs run here, over the shared store; their work is forwarded to a replica."""
     tasks = job_tasks()
 
     @asynccontextmanager
@@ -144,18 +166,11 @@ def build_ingress_app(
         finally:
             await jobs.close()
 
-    # The replicas serve the OpenAPI document and the docs page (forwarded).
-    app = FastAPI(
-        title="zooserve",
-        version=__version__,
-        lifespan=lifespan,
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
-    )
-    app.state.api_key = api_key
-    install_error_handlers(app)
-    app.include_router(routes_jobs.router)
+    return lifespan
+
+
+def _add_cluster_routes(app: FastAPI, directory: Any) -> None:
+    """The routes answered from every replica at once: health, models info, unload."""
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
@@ -171,6 +186,12 @@ def build_ingress_app(
     @app.post("/models/unload", include_in_schema=False)
     async def unload(request: Request) -> Response:
         return await unload_everywhere(directory, forwarded(request, await request.body()))
+
+
+def _add_forwarding_route(
+    app: FastAPI, config: Config, forwarder: Forwarder, selector: ModelManager
+) -> None:
+    """Every other request goes to a replica chosen by the model it will use."""
 
     @app.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
     async def forward(request: Request) -> Response:
@@ -197,6 +218,9 @@ def build_ingress_app(
         response.raw_headers = [(k, v) for k, v in start.headers if not _ingress_owned(k)]
         return response
 
+
+def _add_middleware(app: FastAPI, config: Config, api_key: str | None) -> None:
+    """The single-node server's checks, with the body media types its routes accept."""
     if config.cors_origins:  # the ingress answers preflights and adds the CORS headers
         app.add_middleware(
             CORSMiddleware,
@@ -204,7 +228,6 @@ def build_ingress_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-
     app.add_middleware(
         ServiceMiddleware,
         api_key=api_key,
@@ -215,4 +238,3 @@ def build_ingress_app(
         max_json_bytes=int(config.max_json_mb * MB),
         allowed_origins=config.cors_origins,
     )
-    return app
