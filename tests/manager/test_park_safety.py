@@ -1,8 +1,9 @@
 """Parking in the host tier when it goes wrong, and how parked weights are laid out.
 
 No GPU here: the manager runs on the CPU with an injected mover standing in for the device
-copies (it raises as pinning does when host memory is short), and the packing is checked with
-an injected host allocator (plain memory instead of page-locked)."""
+copies (it raises as pinning does when host memory is short, or packs into plain memory instead
+of page-locked), an injected CUDA probe where the CUDA rule is tested, and the packing is
+checked with an injected host allocator."""
 
 from __future__ import annotations
 
@@ -14,16 +15,34 @@ from pathlib import Path
 import torch
 
 from tests.manager.sized import SizedModel, lease_once, model
+from tests.test_memory_shared_device import LANE_BYTES, SharedDevice
 from zooserve.catalog import Config
+from zooserve.core.events import Event
 from zooserve.manager import ModelManager
-from zooserve.manager.tiers import ALIGN, pack_to_host
-from zooserve.runtimes.memory import MB
+from zooserve.manager.tiers import ALIGN, Mover, pack_to_host
+from zooserve.runtimes.memory import MB, MemoryProbe
 
 
-def parking_manager(tmp_path: Path, models: dict[str, dict], fail: bool) -> ModelManager:
+def packing_mover(modules: Sequence[torch.nn.Module], device: str) -> int | None:
+    """Moves weights as the real mover does (into one new host allocation, see
+    `pack_to_host`), in plain memory: no GPU here, so no page-locked host memory."""
+    if device == "cpu":
+        return pack_to_host(modules, lambda nbytes: torch.empty(nbytes, dtype=torch.uint8))
+    return None
+
+
+def parking_manager(
+    tmp_path: Path,
+    models: dict[str, dict],
+    fail: bool,
+    *,
+    mover: Mover | None = None,
+    probe: MemoryProbe | None = None,
+    adapter: type[SizedModel] = SizedModel,
+) -> ModelManager:
     """Room for one 2 MB model on the "device", 10 MB of host tier; `fail`: every park raises."""
 
-    def mover(modules: Sequence[torch.nn.Module], device: str) -> int | None:
+    def failing(modules: Sequence[torch.nn.Module], device: str) -> int | None:
         if fail and device == "cpu":
             raise RuntimeError("CUDA error: out of memory (pinning; injected, no GPU here)")
         return None
@@ -41,8 +60,74 @@ def parking_manager(tmp_path: Path, models: dict[str, dict], fail: bool) -> Mode
     )
     SizedModel.loads = []
     return ModelManager(
-        config, adapter_factory=lambda spec, src, dev: SizedModel(spec, src, dev), host_mover=mover
+        config,
+        adapter_factory=lambda spec, src, dev: adapter(spec, src, dev),
+        host_mover=mover or failing,
+        probe=probe,
     )
+
+
+class HeldElsewhere(SizedModel):
+    """Keeps a second tensor on its weights' storage, outside its modules (as an adapter's
+    cache might): moving its modules cannot free that storage."""
+
+    def load(self) -> None:
+        super().load()
+        self.cached_weight = self.model.weight.detach()
+
+
+def park_events(manager: ModelManager, name: str) -> list[Event]:
+    return [e for e in manager.events.recent() if e.model == name and e.kind == "evict"]
+
+
+async def test_a_park_reports_the_bytes_it_freed_not_the_bytes_expected(tmp_path: Path) -> None:
+    manager = parking_manager(tmp_path, {"a": model(2), "b": model(2)}, False, mover=packing_mover)
+    await lease_once(manager, "a")
+    await lease_once(manager, "b")  # evicts "a": parked, its weights copied into a new buffer
+    parked = park_events(manager, "a")[-1].details
+    assert parked["tier"] == "host" and parked["recovered_bytes"] == 2 * MB
+    kept = parking_manager(
+        tmp_path, {"a": model(2), "b": model(2)}, False, mover=packing_mover, adapter=HeldElsewhere
+    )
+    await lease_once(kept, "a")
+    await lease_once(kept, "b")  # on the CPU the park stands; it freed nothing
+    parked = park_events(kept, "a")[-1].details
+    assert (parked["recovered_bytes"], parked["expected_bytes"]) == (0, 2 * MB)  # before: 2 MB
+    await manager.close()
+    await kept.close()
+
+
+async def test_on_cuda_a_park_is_judged_by_its_storages_not_by_other_lanes(
+    tmp_path: Path,
+) -> None:
+    """`SharedDevice` is an injected CUDA probe whose allocator figure another lane moves by
+    300 MB between two reads: up (a device-wide before/after would reject a good park) or
+    down (it would accept a park that left the weights on the device)."""
+    allocating = SharedDevice(lane=+LANE_BYTES)
+    manager = parking_manager(
+        tmp_path, {"a": model(2), "b": model(2)}, False, mover=packing_mover, probe=allocating
+    )
+    await lease_once(manager, "a")
+    await lease_once(manager, "b")
+    assert manager.model_info("a")["tier"] == "host"
+    assert park_events(manager, "a")[-1].details["recovered_bytes"] == 2 * MB
+    await manager.close()
+
+    freeing = SharedDevice(lane=-LANE_BYTES)
+    kept = parking_manager(
+        tmp_path,
+        {"a": model(2), "b": model(2)},
+        False,
+        mover=packing_mover,
+        probe=freeing,
+        adapter=HeldElsewhere,
+    )
+    await lease_once(kept, "a")
+    await lease_once(kept, "b")  # the park left a's storage on the device: unloaded instead
+    assert kept.model_info("a")["tier"] == "disk" and kept.host_tier.used_bytes == 0
+    evicted = park_events(kept, "a")[-1].details
+    assert "tier" not in evicted and evicted["verified"] is True  # the unload freed it
+    await kept.close()
 
 
 async def test_a_park_that_raises_unloads_the_model_for_real_and_verifies_it(

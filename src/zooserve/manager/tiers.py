@@ -6,7 +6,8 @@ models whose weights are torch modules; the rest (ONNX Runtime, OpenCV) unload t
 last tier. Parked models have their own budget (`host_memory_budget_mb`); when it is full the
 least recently parked go to disk. Park and wake run on the loader thread, one at a time, and
 are verified: a park that fails (pinning with host memory short) or does not give the device
-memory back (an adapter holding tensors outside its modules) becomes a full unload. Quantized
+memory back (its storages still held outside its modules) becomes a full unload; a park reports
+the bytes it freed itself, not the bytes expected. Quantized
 models never park (`.to()` of an 8-bit model raises).
 
 A parked model's weights are ONE pinned allocation with every tensor a view into it, copied
@@ -21,13 +22,14 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import psutil
 import torch
 
 from zooserve.catalog import Config
 from zooserve.families.base import ModelAdapter
-from zooserve.runtimes.memory import MB, MemoryProbe
+from zooserve.runtimes.memory import MB, MemoryProbe, StorageWatch
 
 #: Moves modules between the device and the host, returning the host bytes it holds them in
 #: (None: not known); injectable so CPU-only tests can run the tier logic against an injected
@@ -39,6 +41,13 @@ Allocate = Callable[[int], torch.Tensor]
 ALIGN = 64
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParkOutcome:
+    parked: bool
+    freed_bytes: int  # the storages the move itself freed (0 on the CPU: weights stay in RAM)
+    pushed: list[ModelAdapter]  # pushed out of the host tier to make room: to disk
 
 
 def host_budget_bytes(config: Config, device: str) -> int:
@@ -135,10 +144,10 @@ class HostTier:
 
     def park(
         self, name: str, adapter: ModelAdapter, nbytes: int, probe: MemoryProbe
-    ) -> tuple[bool, list[ModelAdapter]]:
-        """Move `adapter` to the host (loader thread). Returns whether it parked, and the
-        adapters pushed out to make room (the caller unloads them to disk)."""
-        before = probe.allocated_bytes()
+    ) -> ParkOutcome:
+        """Move `adapter` to the host (loader thread); on CUDA only if its storages really
+        left the device (see `StorageWatch`: other lanes' allocations do not count)."""
+        storages = StorageWatch(adapter.torch_modules())
         try:
             host_bytes = self.mover(adapter.torch_modules(), "cpu")
         except Exception as error:  # host memory short, a module that cannot move
@@ -146,10 +155,11 @@ class HostTier:
             # the text is logged: the exception's traceback would keep the modules alive.
             log.warning("parking %s failed, unloading it instead: %s", name, repr(error))
             probe.release_cache()
-            return False, []
+            return ParkOutcome(False, 0, [])
         probe.release_cache()
-        if probe.device.startswith("cuda") and before - probe.allocated_bytes() < 0.9 * nbytes:
-            return False, []  # tensors outside its modules stayed on the device: unload it
+        freed = storages.freed_bytes()
+        if probe.device.startswith("cuda") and freed < 0.9 * nbytes:
+            return ParkOutcome(False, freed, [])  # tensors held elsewhere stayed: unload it
         nbytes = max(nbytes, host_bytes or 0)  # the host bytes it really holds
         pushed: list[ModelAdapter] = []
         with self._lock:
@@ -157,7 +167,7 @@ class HostTier:
                 _, (oldest, _) = self._parked.popitem(last=False)
                 pushed.append(oldest)
             self._parked[name] = (adapter, nbytes)
-        return True, pushed
+        return ParkOutcome(True, freed, pushed)
 
     def _used_locked(self) -> int:
         return sum(nbytes for _, nbytes in self._parked.values())

@@ -15,8 +15,8 @@ from zooserve.manager.background import Background
 from zooserve.manager.claims import Ledger
 from zooserve.manager.state import ModelState, Status
 from zooserve.manager.tiers import HostTier
-from zooserve.runtimes.memory import MemoryProbe, unload_verified
 from zooserve.runtimes.inference import InferencePool
+from zooserve.runtimes.memory import MemoryProbe, unload_verified
 
 
 class Unloader:
@@ -96,11 +96,18 @@ class Unloader:
                 await self.drop(parked)
 
     def _record_park(
-        self, state: ModelState, kind: str, reason: str, nbytes: int, started: float
+        self, state: ModelState, kind: str, reason: str, expected: int, freed: int, started: float
     ) -> Event:
-        details = {"tier": "host", "recovered_bytes": nbytes, "verified": True}
+        """What the park itself freed (its storages that left the device), beside the bytes
+        expected: a device-wide figure would count other lanes' allocations."""
+        details = {
+            "tier": "host",
+            "recovered_bytes": freed,
+            "expected_bytes": expected,
+            "verified": True,  # an unverified park became an unload
+        }
         return self.events.record(
-            Event(kind, state.name, reason, time.perf_counter() - started, nbytes, details)
+            Event(kind, state.name, reason, time.perf_counter() - started, freed, details)
         )
 
     async def _unload(
@@ -116,14 +123,16 @@ class Unloader:
         expected = state.footprint.bytes if state.footprint else 0
         try:
             if park and holder and self.host_tier.can_park(holder[0], expected):
-                parked, pushed = await self.background.on_thread(
+                parked = await self.background.on_thread(
                     self.host_tier.park, state.name, holder[0], expected, self.probe
                 )
-                for dropped in pushed:  # pushed out of the host tier: to disk
+                for dropped in parked.pushed:  # pushed out of the host tier: to disk
                     await self.drop(dropped)
-                if parked:
+                if parked.parked:
                     holder.clear()
-                    return self._record_park(state, kind, reason, expected, started)
+                    return self._record_park(
+                        state, kind, reason, expected, parked.freed_bytes, started
+                    )
             outcome = await self.background.on_thread(unload_verified, holder, expected, self.probe)
         finally:
             state.status, state.footprint, state.transition = Status.UNLOADED, None, None

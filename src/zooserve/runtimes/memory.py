@@ -12,12 +12,13 @@ The probes themselves are in probes.py (re-exported here: the manager's one impo
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from zooserve.runtimes.nvml import nvml_device_memory as nvml_device_memory
 from zooserve.runtimes.nvml import nvml_process_bytes as nvml_process_bytes
@@ -148,18 +149,40 @@ def needs_warmup(adapter: MeasuredModel, cuda: bool) -> bool:
     return cuda or bool(adapter.spec.options.get("warmup", False))
 
 
+class StorageWatch:
+    """Weak references to the distinct storages under some modules' parameters and buffers
+    (views and tied weights counted once): how many of their bytes are still alive, held by
+    anyone. Unlike the allocator's device-wide figure before and after, what other lanes
+    allocate or free meanwhile does not move it."""
+
+    def __init__(self, modules: Sequence[torch.nn.Module]) -> None:
+        storages = {
+            t.untyped_storage().data_ptr(): t.untyped_storage()
+            for module in modules
+            for t in (*module.parameters(), *module.buffers())
+        }
+        self._refs = [(StorageWeakRef(s), s.nbytes()) for s in storages.values()]
+
+    def alive_bytes(self) -> int:
+        return sum(nbytes for ref, nbytes in self._refs if not ref.expired())
+
+    def freed_bytes(self) -> int:
+        return sum(nbytes for ref, nbytes in self._refs if ref.expired())
+
+
 def unload_verified(holder: list[Model], expected: int, probe: MemoryProbe) -> UnloadOutcome:
     """Drop the adapter (the caller passes its only reference inside `holder`) and verify.
 
     Verification: every torch module the adapter held must be garbage-collected; on CUDA the
-    bytes recovered are the measured bytes less the storages of its tensors still alive. Not
-    the allocator's device-wide figure before and after: other lanes allocate meanwhile (a
-    false `unload_incomplete`, or a leak hidden by their frees). Memory outside torch (ONNX
-    Runtime, OpenCV) is invisible to torch, so there the CPU rule applies.
+    bytes recovered are the measured bytes less the storages of its tensors still alive (see
+    `StorageWatch`): not the allocator's device-wide figure before and after, which other
+    lanes move meanwhile (a false `unload_incomplete`, or a leak hidden by their frees).
+    Memory outside torch (ONNX Runtime, OpenCV) is invisible to torch, so there the CPU rule
+    applies.
     """
     adapter = holder.pop()
     modules = [weakref.ref(module) for module in adapter.torch_modules()]
-    tensors = [weakref.ref(t) for m in adapter.torch_modules() for t in _module_tensors(m)]
+    storages = StorageWatch(adapter.torch_modules())
     rss_before = rss_bytes()
     adapter.unload()
     del adapter
@@ -170,18 +193,7 @@ def unload_verified(holder: list[Model], expected: int, probe: MemoryProbe) -> U
         probe.release_cache()
     leaked = sum(ref() is not None for ref in modules)
     if probe.device.startswith("cuda") and modules:
-        alive = [tensor for ref in tensors if (tensor := ref()) is not None]
-        recovered = max(0, expected - _storage_bytes(alive))
+        recovered = max(0, expected - storages.alive_bytes())
     else:
         recovered = expected if leaked == 0 else 0
     return UnloadOutcome(recovered, expected, rss_bytes() - rss_before, leaked)
-
-
-def _module_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [*module.parameters(), *module.buffers()]
-
-
-def _storage_bytes(tensors: list[torch.Tensor]) -> int:
-    """Bytes of the distinct storages under `tensors` (views and tied weights counted once)."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
-    return sum(storages.values())
