@@ -1,8 +1,9 @@
 """The GPU check's first section: what the code review of the CUDA paths asks to see on the
 real device. ONNX Runtime's providers (available, and each session's, first = used), memory at
-start (`mem_get_info` vs NVML vs the ledger), unload and park verification while another lane
-allocates on the device, and pinned host RSS against the model's bytes through park / wake /
-drop. On the CPU the figures that cannot exist are None."""
+start (`mem_get_info` vs NVML vs the ledger, and what the process holds outside the ledger:
+the CUDA context and torch's cache beyond its tensors), unload and park verification while
+another lane allocates on the device, and pinned host RSS against the model's bytes through
+park / wake / drop. On the CPU the figures that cannot exist are None."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from zooserve.manager import ModelManager
-from zooserve.runtimes.memory import nvml_device_memory, nvml_process_bytes, rss_bytes
+from zooserve.runtimes.memory import (
+    device_overhead,
+    nvml_device_memory,
+    nvml_process_bytes,
+    rss_bytes,
+)
 
 ALLOCATION_BYTES = 64 * 2**20
 
@@ -30,6 +37,7 @@ def memory_at_start(manager: ModelManager) -> dict[str, Any]:
         "nvml_device": nvml_device_memory(index) if cuda else None,
         "nvml_process": nvml_process_bytes(index) if cuda else None,
         "ledger": {"budget": manager.budget_bytes, "used": manager.used_bytes()},
+        "outside_ledger": asdict(device_overhead(manager.probe)),  # context, cache slack
     }
 
 

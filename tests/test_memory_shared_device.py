@@ -1,5 +1,6 @@
 """Memory on a device other work shares: the "auto" budget on CUDA, unload verification while
-other lanes allocate, and NVML's figure where it lists no PID of ours (containers).
+other lanes allocate, what the process holds outside the ledger (CUDA context, allocator cache),
+and NVML's figure where it lists no PID of ours (containers).
 
 No GPU here: the CUDA figures come from `SharedDevice`, an injected fake probe that reports a
 device whose free memory and allocator move as a real one's would with other work on it, and
@@ -18,7 +19,13 @@ from tests.test_memory_probe import fake_pynvml
 from zooserve.catalog import Config, ModelSpec
 from zooserve.families.base import ModelAdapter
 from zooserve.manager import ModelManager
-from zooserve.runtimes.memory import MB, CpuProbe, auto_budget_bytes, unload_verified
+from zooserve.runtimes.memory import (
+    MB,
+    CpuProbe,
+    auto_budget_bytes,
+    device_overhead,
+    unload_verified,
+)
 from zooserve.runtimes.nvml import nvml_used_bytes
 
 GB = 1024 * MB
@@ -72,6 +79,30 @@ def test_auto_budget_is_never_more_than_was_free_at_start_less_a_margin(tmp_path
     manager = ModelManager(config, probe=shared)
     assert manager.budget_bytes == 29 * GB
     assert auto_budget_bytes(CpuProbe()) == int(CpuProbe().total_bytes() * 0.5)
+
+
+class WarmDevice(SharedDevice):
+    """An injected CUDA probe (no GPU here) of a process that already holds 1.5 GB by NVML:
+    its CUDA context (500 MB) and 1 GB torch reserved, of which 900 MB are live tensors."""
+
+    def process_device_bytes(self) -> int | None:
+        return 1536 * MB
+
+    def reserved_bytes(self) -> int:
+        return GB
+
+    def allocated_bytes(self) -> int:
+        return 900 * MB
+
+
+def test_the_auto_budget_counts_the_cuda_context_and_the_allocator_cache() -> None:
+    warm = WarmDevice()
+    overhead = device_overhead(warm)
+    assert (overhead.cuda_context_bytes, overhead.cached_free_bytes) == (512 * MB, 124 * MB)
+    assert auto_budget_bytes(warm) == int(0.9 * 80 * GB) - 636 * MB  # before: 72 GB, all of it
+    unknown = SharedDevice()  # NVML cannot say: the context is not guessed
+    assert device_overhead(unknown).total_bytes == 0
+    assert device_overhead(CpuProbe()).total_bytes == 0
 
 
 def test_an_unload_is_verified_while_another_lane_allocates() -> None:

@@ -26,9 +26,11 @@ from zooserve.runtimes.probes import CUDA_MARGIN_BYTES as CUDA_MARGIN_BYTES
 from zooserve.runtimes.probes import MB as MB
 from zooserve.runtimes.probes import CpuProbe as CpuProbe
 from zooserve.runtimes.probes import CudaProbe as CudaProbe
+from zooserve.runtimes.probes import DeviceOverhead as DeviceOverhead
 from zooserve.runtimes.probes import MeasuredModel
 from zooserve.runtimes.probes import MemoryProbe as MemoryProbe
 from zooserve.runtimes.probes import auto_budget_bytes as auto_budget_bytes
+from zooserve.runtimes.probes import device_overhead as device_overhead
 from zooserve.runtimes.probes import probe_for as probe_for
 from zooserve.runtimes.probes import rss_bytes as rss_bytes
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psutil
@@ -163,13 +164,40 @@ class CudaProbe:
 CUDA_MARGIN_BYTES = 1024 * MB
 
 
+@dataclass(frozen=True)
+class DeviceOverhead:
+    """What this process holds on the device that no ledger claim counts."""
+
+    #: The CUDA context with cuBLAS/cuDNN workspaces and any allocator outside torch: NVML's
+    #: figure for the process less torch's reserved bytes (0 where NVML cannot say).
+    cuda_context_bytes: int
+    #: Torch's cache beyond its live tensors (reserved - allocated): held, yet in no claim.
+    cached_free_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.cuda_context_bytes + self.cached_free_bytes
+
+
+def device_overhead(probe: MemoryProbe) -> DeviceOverhead:
+    """The device memory of this process outside the ledger, now (none on the CPU)."""
+    if not probe.device.startswith("cuda"):
+        return DeviceOverhead(0, 0)
+    reserved = probe.reserved_bytes()
+    process = probe.process_device_bytes()
+    context = max(0, process - reserved) if process is not None else 0
+    return DeviceOverhead(context, max(0, reserved - probe.allocated_bytes()))
+
+
 def auto_budget_bytes(probe: MemoryProbe) -> int:
     """`memory_budget_mb: auto`: half the available RAM on the CPU; on CUDA 0.9 x the device's
-    memory, but never more than was free at start less a margin (another process, or this
-    one's CUDA context, already holds the rest)."""
+    memory less what this process holds outside the ledger at start (`device_overhead`: the
+    whole process must stay within that share), and never more than was free at start less a
+    margin (another process, or this one's context and cache, already holds the rest)."""
     if not probe.device.startswith("cuda"):
         return int(probe.total_bytes() * 0.5)
-    return max(0, int(min(0.9 * probe.total_bytes(), probe.free_bytes() - CUDA_MARGIN_BYTES)))
+    share = 0.9 * probe.total_bytes() - device_overhead(probe).total_bytes
+    return max(0, int(min(share, probe.free_bytes() - CUDA_MARGIN_BYTES)))
 
 
 def probe_for(device: str) -> MemoryProbe:
