@@ -19,7 +19,7 @@ from zooserve.api.schemas import (
     ModelsInfoResponse,
     PublicHealthResponse,
 )
-from zooserve.core.redaction import engine_secrets, redact
+from zooserve.core.redaction import redact
 from zooserve.manager import ModelManager
 from zooserve.runtimes.memory import MB, nvml_device_memory, rss_bytes
 
@@ -48,7 +48,7 @@ def engine_details(request: Request) -> dict[str, dict[str, Any]] | None:
         return None
     secrets: set[str] = set()
     for spec in manager_of(request).config.engines:
-        secrets |= engine_secrets(spec)
+        secrets |= spec.secrets()
     key = configured_key(request)
     if key:
         secrets.add(key)

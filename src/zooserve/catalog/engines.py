@@ -19,11 +19,15 @@ engines:
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
 from zooserve.catalog.strict import StrictModel
+from zooserve.core.redaction import secret_values
 
 EngineKind = Literal["sglang", "vllm", "openai", "local"]
 #: How a JSON schema reaches an OpenAI-compatible engine: as `response_format` json_schema
@@ -96,6 +100,23 @@ class EngineSpec(StrictModel):
             if self.kind == "openai" and not self.launch.command:
                 raise ValueError("launch.command is required for kind openai")
         return self
+
+    def secrets(self) -> set[str]:
+        """Every secret the config gives this engine: its bearer token (`api_key_env`, read
+        from the environment now), the password in its base_url, and secret flags and
+        variables of its launch command (core.redaction hides them wherever they show)."""
+        found: set[str] = set()
+        token = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if token:
+            found.add(token)
+        with contextlib.suppress(ValueError):
+            password = urlsplit(self.base_url or "").password
+            if password:
+                found.add(password)
+        if self.launch is not None:
+            argv = [*(self.launch.command or []), *self.launch.args]
+            found |= secret_values(argv, self.launch.env)
+        return found
 
     @property
     def root_url(self) -> str:

@@ -2,9 +2,10 @@
 
 Engine API keys (`api_key_env`), URL passwords, the secret flags and variables of launch
 commands and the service's own key are registered as the engines and the app are built
-(`register_secrets`). Error envelopes, job records (memory, SQLite) and log lines pass through
-`hide_secrets` before anyone sees them: upstream engines echo keys in their error bodies, and
-a message travels from the engine client to a 503, a job row and a WARNING line.
+(`register_secrets`; an engine's come from `EngineSpec.secrets()`). Error envelopes, job
+records (memory, SQLite) and log lines pass through `hide_secrets` before anyone sees them:
+upstream engines echo keys in their error bodies, and a message travels from the engine client
+to a 503, a job row and a WARNING line.
 
 `hide_secrets` replaces known values only, so a summary that says "key: red car" stays
 intact. Text known to come from outside (an engine's error body, a subprocess's output) also
@@ -14,15 +15,11 @@ goes through `redact_text`, which hides secret-shaped values (`--api-key X`, `Be
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
-
-from zooserve.catalog.engines import EngineSpec
+from urllib.parse import unquote
 
 REDACTED = "***"
 #: Name words that mark a value as secret: `--api-key`, `--hf-token`, `HF_TOKEN`, `"password":`.
@@ -72,23 +69,6 @@ def secret_values(argv: Iterable[str], env: Mapping[str, str]) -> set[str]:
             found.add(value)
         elif not equals and index + 1 < len(parts) and not parts[index + 1].startswith("-"):
             found.add(parts[index + 1])
-    return found
-
-
-def engine_secrets(spec: EngineSpec) -> set[str]:
-    """Every secret the config gives an engine: its bearer token (`api_key_env`), the password
-    in its base_url, and secret flags and variables of its launch command."""
-    found: set[str] = set()
-    token = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-    if token:
-        found.add(token)
-    with contextlib.suppress(ValueError):
-        password = urlsplit(spec.base_url or "").password
-        if password:
-            found.add(password)
-    if spec.launch is not None:
-        argv = [*(spec.launch.command or []), *spec.launch.args]
-        found |= secret_values(argv, spec.launch.env)
     return found
 
 

@@ -19,7 +19,7 @@ import openai
 from PIL import Image as PILImage
 
 from zooserve.catalog.engines import EngineSpec
-from zooserve.core.redaction import clip_upstream, engine_secrets, redact_text, register_secrets
+from zooserve.core.redaction import clip_upstream, redact_text, register_secrets
 from zooserve.engines.types import (
     ChatMessage,
     EngineError,
@@ -41,7 +41,7 @@ class Engine(ABC):
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
         self.name = spec.name
-        self.secrets = engine_secrets(spec)
+        self.secrets = spec.secrets()
         register_secrets(self.secrets)
 
     @abstractmethod

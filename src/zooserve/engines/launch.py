@@ -30,7 +30,6 @@ import httpx
 
 from zooserve.catalog.engines import EngineSpec
 from zooserve.core.redaction import (
-    engine_secrets,
     redact_argv,
     redact_text,
     register_secrets,
@@ -103,7 +102,7 @@ class ManagedEngine:
         self.argv, self.env, self.ledger, self.clock = argv, env, ledger, clock
         self.key = f"engine:{spec.name}"
         #: What its argv, env and errors must never show (the process may echo its argv).
-        self.secrets = engine_secrets(spec) | secret_values(argv, env)
+        self.secrets = spec.secrets() | secret_values(argv, env)
         register_secrets(self.secrets)
         self.state = "stopped"  # stopped | starting | awake | asleep | failed
         self.process: subprocess.Popen[bytes] | None = None
