@@ -255,8 +255,8 @@ def table(report: dict[str, Any]) -> str:
         for concurrency, best in report["best_peer"].items():
             lines.append(f"| {concurrency} | {best['peer']} | **{cell(best)}** |")
     if report["batching"]:
-        lines += ["", "batching, zooserve ÷ zooserve-unbatched: "]
-        lines[-1] += ", ".join(f"{c} clients {cell(r)}" for c, r in report["batching"].items())
+        ratios = (f"{c} clients: {cell(r)}" for c, r in report["batching"].items())
+        lines += ["", f"batching (zooserve ÷ zooserve-unbatched): {'; '.join(ratios)}"]
     lines += [
         "",
         f"medians (min-max) over {report['rounds']} rounds of {report['requests_per_burst']}"
