@@ -1,4 +1,4 @@
-"""Review of the job runner's races: cancel at every step of a job's life, progress from a
+"""The job runner's races: cancel at every step of a job's life, progress from a
 thread that outlives its job, concurrent submits against the queue bound, and the order in
 which SQLite sees a job's rows. Real SQLite (JobStore); `SlowDisk` holds chosen writes on a
 threading gate so an interleaving is deterministic rather than timed."""

@@ -1,5 +1,5 @@
-"""Review over HTTP, on a server of its own (the shared one keeps its order): the body limit
-on a chunked request (no Content-Length) to a route with a pydantic body.
+"""Over HTTP, on a server of its own (the shared one keeps its order): the body limit on a
+chunked request (no Content-Length) to a route with a pydantic body.
 
 The scheduler's races are proven in tests/manager/test_races.py, not here: over HTTP a tiny
 model loads in milliseconds, so two requests rarely overlap a load and a test could not tell
