@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -16,6 +17,7 @@ from tests.conftest import TinyModels
 from tests.tiny.rf_detr import LABELS
 from zooserve.api.server import BackgroundServer
 from zooserve.catalog import load_config
+from zooserve.media.rle import encode_mask
 
 #: The shared test video (tests/conftest.py): 30 frames of 192x128.
 WIDTH, HEIGHT = 192, 128
@@ -33,7 +35,7 @@ def newest_server(
         "media_root": str(media_root),
         "tasks": {
             "object_detection": {"selected": "rfdetr", "options": ["rfdetr", "sam3"]},
-            "video_tracking": {"selected": "edgetam", "options": ["edgetam"]},
+            "video_tracking": {"selected": "edgetam", "options": ["edgetam", "sam3-video"]},
         },
         "models": {
             "rfdetr": {"model_id": str(tiny_models.path("rf_detr")), "family": "rf_detr"},
@@ -41,6 +43,11 @@ def newest_server(
             "edgetam": {
                 "model_id": str(tiny_models.path("edgetam")),
                 "family": "edgetam",
+                "category": "tracking",
+            },
+            "sam3-video": {
+                "model_id": str(tiny_models.path("sam3_video")),
+                "family": "sam3_tracker",
                 "category": "tracking",
             },
         },
@@ -144,3 +151,32 @@ def test_edgetam_box_outside_the_frame_is_a_422(http: httpx.Client) -> None:
 
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_sam3_tracker_tracks_a_concept_through_every_frame(http: httpx.Client) -> None:
+    response = track(http, "sam3-video", ["person"])
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "sam3-video"
+    assert body["detector"] is None  # SAM 3 finds the concept itself
+    frames = body["frames"]
+    assert [f["frame_number"] for f in frames] == list(range(6))
+    ids = [[o["object_id"] for o in f["objects"]] for f in frames]
+    assert ids[0], "the tiny SAM 3 video model finds instances of any concept"
+    assert all(frame_ids == ids[0] for frame_ids in ids), "ids are stable across frames"
+    for frame in frames:
+        for obj in frame["objects"]:
+            assert set(obj["mask"]) >= {"size", "counts"}
+            assert obj["mask"]["size"] == [HEIGHT, WIDTH]
+
+
+def test_sam3_tracker_mask_prompt_is_a_422(http: httpx.Client) -> None:
+    mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    mask[10:60, 20:90] = True
+    response = track(http, "sam3-video", [{"object_id": 1, "mask": encode_mask(mask)}])
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert "text prompts" in error["message"] and "mask" in error["message"]

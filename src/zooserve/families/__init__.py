@@ -47,6 +47,7 @@ FAMILIES: dict[str, str] = {
     "samurai": "zooserve.families.sam2.samurai:SamuraiTracker",
     "sam2long": "zooserve.families.sam2.sam2long:Sam2LongTracker",
     "edgetam": "zooserve.families.sam2.edgetam:EdgeTamTracker",
+    "sam3_tracker": "zooserve.families.hf.sam3_tracker:Sam3ConceptTracker",
     "detection_tracker": "zooserve.families.bytetrack.detection_tracker:DetectionTracker",
     # language models run locally (engines fall back to it; see the module docstring) and
     # text embeddings

@@ -156,3 +156,12 @@ class Tracker(ModelAdapter):
     def session_bytes(self, session: Any) -> int:
         """Bytes the session holds (its memory bank); counted in the manager's ledger."""
         return 0
+
+
+class ConceptTracker(Tracker):
+    """A tracker prompted by concepts: it finds every instance of each text itself and tracks
+    them, so the track pipeline hands it the request's texts (no detector runs first)."""
+
+    @abstractmethod
+    def start_concepts(self, texts: Sequence[str], width: int, height: int) -> Any:
+        """Return a session that tracks every instance of `texts` from its first frame on."""

@@ -10,7 +10,8 @@ one sees its `options.labels` (a list, or `coco` for the 80 COCO classes), else 
 YOLO's `options.classes` filter, else `options.label` or its family's fixed label (MTCNN
 "face", HOG "person"); a detection tracker sees what its detector sees; a prompt-driven
 tracker (SAM2) sees what the object_detection task can find for it (its first boxes come from
-there).
+there); a concept tracker (SAM 3) sees any text, and on a GPU it is the preferred tracker for
+text prompts wherever it is present (on the CPU the configured order stands: it is heavy).
 A prompt that nothing present can see is a 422 that lists the labels this machine can serve.
 
 A composite model (a detection tracker) is present only if its detector is (`is_available`).
@@ -25,7 +26,7 @@ from zooserve import catalog
 from zooserve.core.errors import FamilyNotImplemented, InvalidInput
 from zooserve.families import adapter_class, sources
 from zooserve.families.base import Detector
-from zooserve.families.kinds import Tracker
+from zooserve.families.kinds import ConceptTracker, Tracker
 from zooserve.manager import ModelManager
 
 DETECTION = "object_detection"
@@ -93,6 +94,8 @@ def selected_model(
     if not texts:
         chosen = present[0]
     else:
+        if str(manager.device).startswith("cuda"):
+            present = _concept_trackers_first(manager, present)
         fitting = [name for name in present if sees(manager, name, texts)]
         if not fitting:
             raise _unseen(manager, task, present, texts)
@@ -121,6 +124,8 @@ def vocabulary(manager: ModelManager, name: str) -> Vocabulary:
     cls = _family_class(manager, name)
     if cls is None:
         return frozenset()
+    if issubclass(cls, ConceptTracker):
+        return None  # it finds any text itself
     if issubclass(cls, Tracker):
         return _detection_vocabulary(manager)
     if not issubclass(cls, Detector):
@@ -205,6 +210,16 @@ def _detection_vocabulary(manager: ModelManager) -> Vocabulary:
             return None
         labels |= found
     return frozenset(labels)
+
+
+def _concept_trackers_first(manager: ModelManager, names: list[str]) -> list[str]:
+    """`names` with the concept trackers (SAM 3) first, each group in its configured order."""
+    concept = [n for n in names if _is_subclass(_family_class(manager, n), ConceptTracker)]
+    return concept + [n for n in names if n not in concept]
+
+
+def _is_subclass(cls: type | None, kind: type) -> bool:
+    return cls is not None and issubclass(cls, kind)
 
 
 def _candidates(spec: catalog.TaskSpec) -> list[str]:

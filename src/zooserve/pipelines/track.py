@@ -4,11 +4,12 @@ one frame (or one detector batch) at a time so a stream never holds the video.
 Prompts are either texts or boxes / points / masks with object ids at frames. Texts become
 boxes at the range's first frame through the object_detection task's detector, except for a
 detection tracker, whose own detector takes them as queries on every frame (so objects that
-enter later are tracked too). The video is opened once: the text prompts' detector reads its
-frame from the same source the tracker then walks. Frames are decoded lazily, one chunk ahead
-of inference; blocking work runs in the manager's inference pool; the session's memory is
-reserved in the ledger. Each frame leaves as a `FrameDetections` (tracker_id = object id, masks as
-bool arrays); the API's serializer encodes them.
+enter later are tracked too), and except for a concept tracker (SAM 3), which finds and
+tracks every instance of the texts itself. The video is opened once: the text prompts'
+detector reads its frame from the same source the tracker then walks. Frames are decoded
+lazily, one chunk ahead of inference; blocking work runs in the manager's inference pool; the
+session's memory is reserved in the ledger. Each frame leaves as a `FrameDetections`
+(tracker_id = object id, masks as bool arrays); the API's serializer encodes them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from zooserve.core.errors import ConfigError, InvalidInput
 from zooserve.families.base import Detector
 from zooserve.families.bytetrack.detection_tracker import DetectionTracker
-from zooserve.families.kinds import Tracker, TrackPrompt
+from zooserve.families.kinds import ConceptTracker, Tracker, TrackPrompt
 from zooserve.families.results import FrameDetections
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, resolve_media_path
@@ -119,7 +120,8 @@ async def track(
         report.frame_count = source.frame_count
         family = require_kind(manager, name, Tracker)
         by_detection = family is not None and issubclass(family, DetectionTracker)
-        if texts and not by_detection:  # before the tracker loads: one model at a time fits
+        by_concept = family is not None and issubclass(family, ConceptTracker)
+        if texts and not (by_detection or by_concept):  # before the tracker loads
             read = _reader(decoder, source)
             geometric = await _prompts_from_text(manager, read, start, texts, confidence_threshold)
         plan = [name, *([_detector_name(manager, name)] if by_detection else [])]
@@ -197,7 +199,11 @@ async def _start(
         run.labels = None if run.queries else wanted_labels(manager, plan[1], report.texts)
         run.batch = batch_size(manager.state(plan[1]).spec)
     width, height = report.width, report.height
-    started_session = await _finish(manager.infer(run.tracker.start, prompts, width, height))
+    if report.texts and isinstance(run.tracker, ConceptTracker):  # it finds the texts itself
+        opening = manager.infer(run.tracker.start_concepts, report.texts, width, height)
+    else:
+        opening = manager.infer(run.tracker.start, prompts, width, height)
+    started_session = await _finish(opening)
     nbytes = run.tracker.session_bytes(started_session)
     run.key = await sessions.open(reason, started_session, nbytes, holds=plan)
     del started_session  # held by `sessions` alone: its claim lives as long as it
