@@ -95,7 +95,7 @@ class ModelManager:
             self.scheduler.dispatch,
         )
         self.leases = Leases(config, self.ledger, self.unloader, self.scheduler, clock)
-        self.lanes = Lanes(pool, self.states, self.leases, self.events)
+        self.lanes = Lanes(pool, self.states, self.leases, self.events, probe=self.probe)
         self.loader = Loader(
             config,
             self.device,
@@ -112,6 +112,7 @@ class ModelManager:
             clock=clock,
             public_text=self.reports.public_text,
         )
+        self.lanes.make_room = self.loader.evict_idle  # an inference OOM's retry
         self.reserved = Reservations(
             config, self.ledger, self.scheduler, self.events, self.state, clock
         )

@@ -220,7 +220,7 @@ class Loader:
                         {"admitted_bytes": admitted},
                         retry_after=30,
                     ) from exc
-                await self._evict_idle(f"{state.name} (out of memory)", exclude={state.key})
+                await self.evict_idle(f"{state.name} (out of memory)", exclude={state.key})
             except ZooError as exc:
                 self._record_failure(state, started, exc)
                 raise
@@ -242,8 +242,9 @@ class Loader:
 
     # --- getting memory back ----------------------------------------------------------------
 
-    async def _evict_idle(self, reason: str, exclude: set[str]) -> None:
-        """Reclaim every idle claim (the OOM retry) and wait for them."""
+    async def evict_idle(self, reason: str, exclude: set[str]) -> None:
+        """Reclaim every idle claim but those under `exclude` (the OOM retries of a load and of
+        an inference call, see lanes.py) and wait for them."""
         keys = [c.key for c in self.ledger if c.key not in exclude and c.reclaimable]
         tasks = [self.reclaim(key, reason) for key in keys]
         await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
