@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import pytest
 
-from zooserve.tracking.memory import frames_to_keep, ranked_slots, recent_frames, reliable_frames
+from zooserve.tracking.memory import frames_to_keep, ranked_slots, reliable_frames
 from zooserve.tracking.pathways import EPSILON, Pathway, best, expand, memory_eligible
+
+
+def recent_frames(frame: int, available: Collection[int], slots: int) -> list[tuple[int, int]]:
+    """SAM2's fixed window: (offset, frame - offset) for offsets slots..1 that exist (a test
+    helper: nothing in the package calls it).
+
+    Oldest first, as transformers' `Sam2VideoModel` gathers them.
+    """
+    return [
+        (offset, frame - offset) for offset in range(slots, 0, -1) if frame - offset in available
+    ]
 
 
 def test_pruning_keeps_the_best_cumulative_scores() -> None:

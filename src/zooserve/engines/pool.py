@@ -273,23 +273,6 @@ class EnginePool:
             except Exception:
                 log.exception("engine monitor failed")
 
-    async def release_idle(self, needed_bytes: int = 0) -> int:
-        """Put idle managed engines to sleep until `needed_bytes` are freed (0: all of them).
-
-        Returns the bytes given back to the ledger. For operators: the scheduler sleeps an
-        idle engine on its own when a load needs its room (its claim is sleepable).
-        """
-        freed = 0
-        for slot in reversed(self.slots):  # lowest priority first
-            managed = slot.managed
-            if managed is None or (needed_bytes and freed >= needed_bytes):
-                continue
-            before = self.manager.reservations.get(managed.key, 0)
-            with contextlib.suppress(EngineError, ZooError):
-                if await managed.sleep("memory needed for models"):
-                    freed += before - self.manager.reservations.get(managed.key, 0)
-        return freed
-
     def engine_status(self) -> dict[str, dict[str, Any]]:
         """Per engine: kind, url, models, live health and (managed ones) process state.
         For /health and /models/info."""

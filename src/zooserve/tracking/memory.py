@@ -11,17 +11,7 @@ rank (not by true distance), and always keep the frame just before the current o
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-
-
-def recent_frames(frame: int, available: Collection[int], slots: int) -> list[tuple[int, int]]:
-    """SAM2's fixed window: (offset, frame - offset) for offsets slots..1 that exist.
-
-    Oldest first, as transformers' `Sam2VideoModel` gathers them.
-    """
-    return [
-        (offset, frame - offset) for offset in range(slots, 0, -1) if frame - offset in available
-    ]
+from collections.abc import Mapping
 
 
 def reliable_frames(frame: int, eligible: Mapping[int, bool], count: int) -> list[int]:

@@ -4,6 +4,7 @@ hand-run transformers pipeline, label maps at the input size, class fractions, h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,27 @@ from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter, make_adapter
 from tests.tiny.segformer import CLOTHES_LABELS
 from zooserve.core.errors import InvalidInput
-from zooserve.families.hf.segformer import SegformerSegmenter, class_fractions
+from zooserve.families.hf.segformer import SegformerSegmenter
+
+
+def class_fractions(label_map: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    """Fraction of pixels per class present in `label_map` (int (H, W)), high to low (a test
+    helper: nothing in the package calls it).
+
+    Classes with no pixel are left out; ids beyond `labels` are named `class_<id>`. The
+    fractions of one map sum to 1 (an empty map gives `{}`).
+    """
+    ids = np.asarray(label_map).ravel()
+    if ids.size == 0:
+        return {}
+    if ids.min() < 0:
+        raise InvalidInput("label map holds negative class ids")
+    counts = np.bincount(ids.astype(np.int64))
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(-counts[present], kind="stable")]
+    return {
+        (labels[i] if i < len(labels) else f"class_{i}"): float(counts[i] / ids.size) for i in order
+    }
 
 
 @pytest.fixture(scope="module")

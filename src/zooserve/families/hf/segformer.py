@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from zooserve.catalog import ModelSpec
-from zooserve.core.errors import InvalidInput
 from zooserve.families.base import Image, run_stages
 from zooserve.families.hf.adapter import TransformersAdapter, blank_image
 from zooserve.families.images import image_sizes, rgb_images
@@ -83,22 +82,3 @@ class SegformerSegmenter(TransformersAdapter, Segmenter):
         outputs = SemanticSegmenterOutput(logits=logits.float())
         maps = self.processor.post_process_semantic_segmentation(outputs, target_sizes=batch.sizes)
         return [label_map.cpu().numpy().astype(np.int32) for label_map in maps]
-
-
-def class_fractions(label_map: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
-    """Fraction of pixels per class present in `label_map` (int (H, W)), high to low.
-
-    Classes with no pixel are left out; ids beyond `labels` are named `class_<id>`. The
-    fractions of one map sum to 1 (an empty map gives `{}`).
-    """
-    ids = np.asarray(label_map).ravel()
-    if ids.size == 0:
-        return {}
-    if ids.min() < 0:
-        raise InvalidInput("label map holds negative class ids")
-    counts = np.bincount(ids.astype(np.int64))
-    present = np.flatnonzero(counts)
-    order = present[np.argsort(-counts[present], kind="stable")]
-    return {
-        (labels[i] if i < len(labels) else f"class_{i}"): float(counts[i] / ids.size) for i in order
-    }
