@@ -25,9 +25,8 @@ from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource
 from zooserve.media.samples import sample_files
-from zooserve.pipelines import enrich_kinds as kinds
 from zooserve.pipelines.enrich import EnrichResult, enrich_frames
-from zooserve.pipelines.enrich_run import crop, fit
+from zooserve.pipelines.enrich_detections import ENRICHMENTS, PARENT, SOURCE
 from zooserve.pipelines.posture import POSTURES
 
 ACTIONS = ["riding a bike", "walking a cat"]
@@ -162,8 +161,21 @@ async def seed_manager(tmp_path: Path, tiny_models: TinyModels) -> AsyncIterator
     await manager.close()
 
 
-def by_label(result: EnrichResult, frame: int, label: str) -> list[Any]:
-    return [d for d in result.frames[frame].detections if d.label == label]
+def rows(detections: sv.Detections) -> list[dict[str, Any]]:
+    """Each detection's enrichments (output name -> value), row by row."""
+    return list(detections.data[ENRICHMENTS])
+
+
+def row_of(result: EnrichResult, frame: int, label: str) -> list[int]:
+    """The rows of a frame's primary detections with this label."""
+    names = result.frames[frame].detections.data["class_name"]
+    return [row for row, name in enumerate(names) if name == label]
+
+
+def by_label(result: EnrichResult, frame: int, label: str) -> list[dict[str, Any]]:
+    """The enrichments of a frame's primary detections with this label."""
+    primary = rows(result.frames[frame].detections)
+    return [primary[row] for row in row_of(result, frame, label)]
 
 
 async def test_a_batch_runs_each_needed_model_once_in_dependency_order(
@@ -197,22 +209,24 @@ async def test_a_batch_runs_each_needed_model_once_in_dependency_order(
 
     # person -> face (MTCNN's real weights find the astronaut's face) -> age on the face crop
     (astronaut,) = by_label(result, 0, "person")
-    faces = astronaut.enrichments["faces"]
-    assert len(faces) == 1 and faces[0].source == "faces" and faces[0].parent is astronaut
-    x1, y1, x2, y2 = faces[0].box  # in frame pixels, not crop pixels
+    faces = astronaut["faces"]  # sv.Detections whose rows point back to the astronaut's row
+    assert len(faces) == 1 and faces.data[SOURCE][0] == "faces"
+    assert faces.data[PARENT].tolist() == row_of(result, 0, "person")
+    x1, y1, x2, y2 = faces.xyxy[0]  # in frame pixels, not crop pixels
     assert 170 < x1 < x2 < 280 and 50 < y1 < y2 < 190
-    assert faces[0].enrichments["age"]["label"] in WEATHER  # the tiny ViT's classes
+    assert rows(faces)[0]["age"]["label"] in WEATHER  # the tiny ViT's classes
 
     # car -> one plate (max_detections) inside the car's padded crop -> OCR on the plate crop
     (car,) = by_label(result, 1, "car")
-    (plate,) = car.enrichments["plates"]
+    (plate,) = rows(car["plates"])
+    (box,) = car["plates"].xyxy
     # inside the padded crop (x 0..330, y 6..272); a random box of zero width is widened to 1 px
-    assert 0 <= plate.box[0] < plate.box[2] <= 331 and 6 <= plate.box[1] < plate.box[3] <= 272
-    assert set(plate.enrichments["plate_text"]) == {"text", "score", "lines", "coordinates"}
+    assert 0 <= box[0] < box[2] <= 331 and 6 <= box[1] < box[3] <= 272
+    assert set(plate["plate_text"]) == {"text", "score", "lines", "coordinates"}
 
     (cat,) = by_label(result, 2, "cat")
-    assert cat.enrichments["pet"]["label"] in VEHICLES  # the tiny ResNet's classes
-    assert "faces" not in cat.enrichments and "pose" not in cat.enrichments
+    assert cat["pet"]["label"] in VEHICLES  # the tiny ResNet's classes
+    assert "faces" not in cat and "pose" not in cat
 
     # >= 2 persons only in frame 1; weather on every frame and once for the batch
     assert ["violence" in f.enrichments for f in result.frames] == [False, True, False]
@@ -227,17 +241,17 @@ async def test_a_batch_runs_each_needed_model_once_in_dependency_order(
 
     persons = by_label(result, 0, "person") + by_label(result, 1, "person")
     for person in persons:
-        keypoints = np.array(person.enrichments["pose"]["keypoints"])
+        keypoints = np.array(person["pose"]["keypoints"])
         assert keypoints.shape == (17, 3)
-        assert person.enrichments["pose"]["posture"] in POSTURES
-        clothing = person.enrichments["clothing"]
+        assert person["pose"]["posture"] in POSTURES
+        clothing = person["clothing"]
         assert 0.5 < sum(clothing["fractions"].values()) <= 1.0 + 1e-6
         assert clothing["dominant"] is None or clothing["dominant"] in clothing["fractions"]
-        assert person.enrichments["reid"]["dim"] > 0 and "vector" not in person.enrichments["reid"]
-        assert person.enrichments["fashion"]["label"] in {"a coat", "a dress"}
+        assert person["reid"]["dim"] > 0 and "vector" not in person["reid"]
+        assert person["fashion"]["label"] in {"a coat", "a dress"}
     for frame in result.frames:
-        for detection in frame.detections:
-            assert 0.0 <= detection.enrichments["depth"]["relative_distance"] <= 1.0
+        for detection in rows(frame.detections):
+            assert 0.0 <= detection["depth"]["relative_distance"] <= 1.0
 
 
 @pytest.fixture
@@ -276,15 +290,17 @@ def summary(result: EnrichResult) -> list[Any]:
     between batched and single-image inference)."""
     out = []
     for frame in result.frames:
-        for d in frame.detections:
-            plates = d.enrichments.get("plates", [])
+        names = frame.detections.data["class_name"]
+        for label, d in zip(names, rows(frame.detections), strict=True):
+            plates = d.get("plates")
+            found = [] if plates is None else rows(plates)
             out.append(
                 (
-                    d.label,
-                    round(d.enrichments["depth"]["relative_distance"], 2),
-                    d.enrichments.get("fashion", {}).get("label"),
-                    [np.round(p.box, 1).tolist() for p in plates],
-                    [p.enrichments["plate_colour"]["label"] for p in plates],
+                    label,
+                    round(d["depth"]["relative_distance"], 2),
+                    d.get("fashion", {}).get("label"),
+                    [] if plates is None else [np.round(b, 1).tolist() for b in plates.xyxy],
+                    [p["plate_colour"]["label"] for p in found],
                 )
             )
     return out
@@ -380,42 +396,6 @@ async def test_failures_are_reported_and_dependants_skipped(
     assert "ocr" not in [load.model for load in result.loads]  # a skipped stage leases nothing
     assert [load.failed for load in result.loads if load.model == "broken"] == [True]
     # the rest of the batch is still enriched
-    assert all("depth" in d.enrichments for f in result.frames for d in f.detections)
+    assert all("depth" in d for f in result.frames for d in rows(f.detections))
     (car,) = by_label(result, 1, "car")
-    assert "plates" not in car.enrichments
-
-
-def test_crops_are_padded_and_clipped_and_boxes_fit_the_frame() -> None:
-    image = np.arange(100 * 200 * 3, dtype=np.uint8).reshape(100, 200, 3)
-    patch, corner = crop(image, (50.0, 20.0, 150.0, 60.0), 0.1)  # 10 px / 4 px of padding
-    assert corner == (40, 16) and patch.shape == (48, 120, 3)
-    assert np.array_equal(patch, image[16:64, 40:160])
-    patch, corner = crop(image, (-30.0, 90.0, 30.0, 130.0), 0.5)  # mostly outside: clipped
-    assert corner == (0, 70) and patch.shape == (30, 60, 3)
-    assert fit((199.5, 10.0, 199.5, 10.0), 200, 100) == (199.0, 10.0, 200.0, 11.0)
-    assert fit((-5.0, -5.0, 300.0, 300.0), 200, 100) == (0.0, 0.0, 200.0, 100.0)
-
-
-def test_batch_aggregates_and_segment_fractions() -> None:
-    sunny = {"label": "sunny", "score": 0.6, "scores": {"sunny": 0.6, "rainy": 0.4}}
-    rainy = {"label": "rainy", "score": 0.9, "scores": {"rainy": 0.9, "sunny": 0.1}}
-    weather = kinds.aggregate([sunny, sunny, rainy])
-    assert weather["label"] == "rainy" and weather["frames"] == 3  # mean 0.567 vs 0.433
-    assert weather["scores"]["sunny"] == pytest.approx(1.3 / 3)
-    quality = kinds.aggregate(
-        [{"score": 80.0, "flags": {"blur": False}}, {"score": 40.0, "flags": {"blur": True}}]
-    )
-    assert quality == {
-        "score": 60.0,
-        "min_score": 40.0,
-        "flagged_fraction": {"blur": 0.5},
-        "frames": 2,
-    }
-    label_map = np.zeros((10, 10), np.int32)
-    label_map[:, :3] = 2
-    label_map[0, 9] = 1  # 1 % of the pixels
-    parts = kinds.segment_fractions(label_map, ["Background", "Hat", "Upper-clothes"])
-    assert parts == {
-        "dominant": "Upper-clothes",
-        "fractions": {"Background": 0.69, "Upper-clothes": 0.3, "Hat": 0.01},
-    }
+    assert "plates" not in car

@@ -87,8 +87,8 @@ async def test_text_is_read_in_frame_pixels_from_the_frame_and_from_a_crop(
     assert result.errors == []
     frame = result.frames[0]
     assert_lines_in_frame(frame.enrichments["text"], drawn)
-    (subject,) = frame.detections
-    from_crop = subject.enrichments["sign_text"]
+    (sign_values,) = frame.detections.data["enrichments"]  # the sign's row
+    from_crop = sign_values["sign_text"]
     assert_lines_in_frame(from_crop, drawn)  # crop pixels would be off by (376, 188)
     for a, b in zip(from_crop["lines"], frame.enrichments["text"]["lines"], strict=True):
         assert np.allclose(a["box"], b["box"], atol=6)
@@ -102,15 +102,3 @@ async def test_read_text_serves_callers_outside_the_triggers(manager: ModelManag
     assert empty == {"text": "", "score": 0.0, "lines": [], "coordinates": "frame_pixels"}
     trigger = kinds.text_trigger(manager.config.zoo.triggers)
     assert trigger is not None and trigger.model == "ocr"
-
-
-async def test_in_frame_moves_line_boxes_and_leaves_other_values() -> None:
-    value = {
-        "text": "AB",
-        "score": 0.9,
-        "lines": [{"text": "AB", "score": 0.9, "box": [1, 2, 3, 4]}],
-    }
-    moved = kinds.in_frame(value, (10, 20))
-    assert moved["lines"][0]["box"] == [11, 22, 13, 24]
-    assert value["lines"][0]["box"] == [1, 2, 3, 4]  # not changed in place
-    assert kinds.in_frame({"label": "x"}, (10, 20)) == {"label": "x"}

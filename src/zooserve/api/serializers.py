@@ -1,6 +1,7 @@
 """The API edge: one serializer per response shape (detect, track, enrich), from what the
-pipelines return (per frame a `FrameDetections` carrying `sv.Detections`; enrichment subjects)
-to the documented pydantic models. Nothing else converts results for the wire."""
+pipelines return (per frame `sv.Detections`: a `FrameDetections` for detect and track, a
+`FrameEnrichment` whose rows carry their enrichments for enrich) to the documented pydantic
+models. Nothing else converts results for the wire."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import supervision as sv
 
 from zooserve.api.schemas import (
     BBox,
@@ -29,7 +31,8 @@ from zooserve.api.schemas import (
 from zooserve.families.results import FrameDetections, row_mask
 from zooserve.media.rle import encode_mask
 from zooserve.pipelines.detect import DetectResult
-from zooserve.pipelines.enrich import EnrichResult, Subject
+from zooserve.pipelines.enrich import EnrichResult
+from zooserve.pipelines.enrich_detections import ENRICHMENTS, SOURCE
 from zooserve.pipelines.track import TrackReport
 
 
@@ -130,7 +133,7 @@ def track_response(report: TrackReport, collected: list[TrackedFrameOut]) -> Tra
 
 
 def enrich_response(result: EnrichResult) -> EnrichResponse:
-    """POST /api/enrich: enriched detections (children of detector triggers nested in their
+    """POST /api/enrich: enriched detections (what detector triggers found nested in their
     parent's enrichments), per-frame and batch values, stage reports, loads and errors."""
     frames = [
         EnrichedFrame(
@@ -138,7 +141,7 @@ def enrich_response(result: EnrichResult) -> EnrichResponse:
             timestamp=round(f.timestamp, 6),
             width=f.width,
             height=f.height,
-            detections=[EnrichedDetection(**_subject(d)) for d in f.detections],
+            detections=enriched_detections(f.detections),
             enrichments={k: _value(v) for k, v in f.enrichments.items()},
         )
         for f in result.frames
@@ -156,19 +159,27 @@ def enrich_response(result: EnrichResult) -> EnrichResponse:
     )
 
 
-def _subject(subject: Subject) -> dict[str, Any]:
-    """An enriched detection as JSON: box rounded to 0.01 px, confidence to 4 decimals."""
-    return {
-        "label": subject.label,
-        "confidence": round(float(subject.confidence), 4),
-        "bbox": bbox(subject.box, 2).model_dump(),
-        "source": subject.source,
-        "enrichments": {k: _value(v) for k, v in subject.enrichments.items()},
-    }
+def enriched_detections(detections: sv.Detections) -> list[EnrichedDetection]:
+    """Each row of an enrichment layer (pipelines/enrich_detections.py) with its enrichments:
+    box rounded to 0.01 px, confidence to 4 decimals."""
+    d = detections
+    scores = d.confidence if d.confidence is not None else np.ones(len(d))
+    columns = (d.data["class_name"], d.data[SOURCE], d.data[ENRICHMENTS])
+    rows = zip(d.xyxy, scores, *columns, strict=True)
+    return [
+        EnrichedDetection(
+            label=str(label),
+            confidence=round(float(score), 4),
+            bbox=bbox(box, 2),
+            source=str(source),
+            enrichments={k: _value(v) for k, v in enrichments.items()},
+        )
+        for box, score, label, source, enrichments in rows
+    ]
 
 
 def _value(value: Any) -> Any:
-    """An enrichment value; a detector trigger's value is a list of child subjects."""
-    if isinstance(value, list):
-        return [_subject(v) if isinstance(v, Subject) else v for v in value]
+    """An enrichment value; a detector trigger's value is an enrichment layer's rows."""
+    if isinstance(value, sv.Detections):
+        return [found.model_dump() for found in enriched_detections(value)]
     return value

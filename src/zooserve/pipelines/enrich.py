@@ -10,7 +10,9 @@ A model that is missing, cannot load or fails is reported in `errors` and its de
 skipped with a reason; the rest of the batch is still enriched.
 
     result = await enrich(manager, "samples/bikes.mp4", [0, 60, 120])
-    result.frames[0].detections[0].enrichments["plates"][0].enrichments["plate_text"]
+    car = result.frames[0].detections.data["enrichments"][0]  # the first detection's values
+    plates = car["plates"]  # sv.Detections found on its crop, in frame pixels
+    plates.data["enrichments"][0]["plate_text"]
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import supervision as sv
 
 from zooserve.catalog.zoo import PRIMARY, TriggerSpec, plan_steps, select_triggers
@@ -34,21 +35,19 @@ from zooserve.core.errors import (
     ModelUnavailable,
     ServiceBusy,
 )
-from zooserve.families.base import make_detections
 from zooserve.manager import ModelManager
 from zooserve.media import Frame, MediaSource, check_decoded_size, resolve_media_path
 from zooserve.pipelines.detect import detect
-from zooserve.pipelines.enrich_run import (
-    EnrichRun,
+from zooserve.pipelines.enrich_results import (
     FrameEnrichment,
     LoadRecord,
     StageError,
     StageReport,
-    Subject,
     events_since,
     last_event,
     load_record,
 )
+from zooserve.pipelines.enrich_run import EnrichRun
 
 __all__ = [
     "EnrichResult",
@@ -57,7 +56,6 @@ __all__ = [
     "Order",
     "StageError",
     "StageReport",
-    "Subject",
     "enrich",
     "enrich_frames",
 ]
@@ -139,8 +137,7 @@ async def _enrich(
     started = time.perf_counter()
     found = None
     if primary.detections is not None:
-        empty = make_detections(np.zeros((0, 4)), np.zeros(0), [], [])
-        found = [primary.detections.get(f.number, empty) for f in frames]
+        found = [primary.detections.get(f.number, sv.Detections.empty()) for f in frames]
     run = EnrichRun(
         manager,
         frames,
@@ -155,7 +152,7 @@ async def _enrich(
         for step in steps:
             await run.execute(step)
     else:  # each detection's chain, then each frame's triggers, then the batch's
-        for root in list(run.produced[PRIMARY]):
+        for root in run.layers.refs(PRIMARY):
             for step in steps:
                 await run.execute(step, ("detection", root))
         for index in range(len(frames)):

@@ -1,6 +1,7 @@
-"""What an enrichment run leaves: enriched detections and frames, stage reports, errors, and
-one record per model lease (loaded or not, evictions) read from the manager's event log.
-api/serializers.py turns them into the response models."""
+"""What an enrichment run leaves: per frame its detections (`sv.Detections`, their enrichments
+per row: see enrich_detections.py) and frame values, stage reports, errors, and one record per
+model lease (loaded or not, evictions) read from the manager's event log. api/serializers.py
+turns them into the response models."""
 
 from __future__ import annotations
 
@@ -8,39 +9,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zooserve.catalog.zoo import PRIMARY
+import supervision as sv
+
 from zooserve.core.events import Event
 from zooserve.manager import ModelManager
-
-Box = tuple[float, float, float, float]
-
-
-@dataclass(eq=False)
-class Subject:
-    """A detection enrichments attach to: a primary one, or one a detector trigger found."""
-
-    frame: int  # index into the run's frames
-    label: str
-    confidence: float
-    box: Box  # xyxy px in the frame
-    source: str = PRIMARY  # "primary" or the trigger that found it
-    parent: Subject | None = None
-    enrichments: dict[str, Any] = field(default_factory=dict)
-
-    def root(self) -> Subject:
-        node = self
-        while node.parent is not None:
-            node = node.parent
-        return node
 
 
 @dataclass
 class FrameEnrichment:
+    """One frame: its primary detections, each row's enrichments in `data["enrichments"]`
+    (detector triggers' finds nested there as `sv.Detections`), and the frame's own values."""
+
     frame_number: int
     timestamp: float  # seconds
     width: int
     height: int
-    detections: list[Subject]  # the primary detections
+    detections: sv.Detections  # the primary layer (enrich_detections.py), frame pixels
     enrichments: dict[str, Any] = field(default_factory=dict)  # frame and batch triggers
 
 
@@ -86,6 +70,7 @@ def events_since(manager: ModelManager, marker: Event | None) -> list[Event]:
 
 
 def last_event(manager: ModelManager) -> Event | None:
+    """The newest event: the marker `events_since` counts from."""
     recent = manager.events.recent(limit=1)
     return recent[-1] if recent else None
 
