@@ -56,7 +56,8 @@ class LocalGenerator(ModelAdapter):
     """Kind `generator`: chat messages (+ images) -> text, or JSON valid for an output type.
 
     Loads `AutoModelForImageTextToText` + its processor when the checkpoint is a vision-language
-    model, else `AutoModelForCausalLM` + its tokenizer. `quantization: 4bit|8bit` loads through
+    model (Llava, Qwen2.5-VL, Qwen3-VL: the processor's chat template places the images), else
+    `AutoModelForCausalLM` + its tokenizer. `quantization: 4bit|8bit` loads through
     bitsandbytes on CUDA only.
     """
 
