@@ -26,15 +26,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from zooserve import __version__
 from zooserve.api import routes_jobs
-from zooserve.api.app import body_media_types, create_app
+from zooserve.api.app import add_service_layers, body_media_types, create_app
 from zooserve.api.errors import install_error_handlers
 from zooserve.api.metrics import Metrics
-from zooserve.api.middleware import ServiceMiddleware
 from zooserve.api.routes_models import may_see_details
 from zooserve.api.tasks import job_tasks
 from zooserve.catalog import Config
@@ -48,7 +46,6 @@ from zooserve.ray.routing import JOB_ROUTES, request_fields, routing_key
 from zooserve.ray.spool import Spool, is_multipart, spool_body, sweep_spools
 from zooserve.ray.unload import unload_everywhere
 from zooserve.ray.views import merge_health, merge_models_info, public_health
-from zooserve.runtimes.memory import MB
 
 log = logging.getLogger("zooserve.ray")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -138,7 +135,10 @@ def build_ingress_app(
     app.include_router(routes_jobs.router)
     _add_cluster_routes(app, directory)
     _add_forwarding_route(app, config, forwarder, selector)
-    _add_middleware(app, config, api_key)
+    # The single-node server's checks, with the body media types its routes accept; the
+    # ingress answers CORS preflights and adds the CORS headers itself.
+    routes = body_media_types(create_app(config, api_key=api_key or ""))
+    add_service_layers(app, config, api_key=api_key, metrics=Metrics(), routes=routes)
     return app
 
 
@@ -217,24 +217,3 @@ def _add_forwarding_route(
         response.on_close = on_close
         response.raw_headers = [(k, v) for k, v in start.headers if not _ingress_owned(k)]
         return response
-
-
-def _add_middleware(app: FastAPI, config: Config, api_key: str | None) -> None:
-    """The single-node server's checks, with the body media types its routes accept."""
-    if config.cors_origins:  # the ingress answers preflights and adds the CORS headers
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=config.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
-    app.add_middleware(
-        ServiceMiddleware,
-        api_key=api_key,
-        max_body_bytes=int(config.max_request_mb * MB),
-        metrics=Metrics(),
-        max_json_depth=config.max_json_depth,
-        body_media_types=body_media_types(create_app(config, api_key=api_key or "")),
-        max_json_bytes=int(config.max_json_mb * MB),
-        allowed_origins=config.cors_origins,
-    )
