@@ -23,7 +23,7 @@ from zooserve.core.errors import ConfigError
 
 APP_NAME = "zooserve"
 #: The default config inside the package (in the source tree, a link to config/models.yaml).
-PACKAGED_CONFIG = Path(__file__).parent / "config" / "models.yaml"
+PACKAGED_CONFIG = Path(__file__).parent.parent / "config" / "models.yaml"
 LOCAL_CONFIG = Path("config/models.yaml")
 
 
