@@ -1,4 +1,4 @@
-"""`zooserve bench track`: tracked frames per second and session memory, per tracker.
+"""`zooserve bench --track`: tracked frames per second and session memory, per tracker.
 
 Every available tracker (the video_tracking task's options, plus any other model of a tracker
 family) runs the track pipeline in process over the same frames of one video with the same
