@@ -1,4 +1,4 @@
-"""Where a model's weights are on this machine, and which family reads them.
+"""Where a model's weights are on this machine, and which family reads them (if any can).
 
 Apart from catalog.py (the config alone) because answering needs the families too: a
 `scheme:name` id is found by its family's adapter, and the families' contracts take catalog
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from zooserve.catalog import Config, ModelSpec, is_builtin_id, is_hub_id
 from zooserve.core.errors import FamilyNotImplemented
-from zooserve.families import adapter_class
+from zooserve.families import FAMILIES, adapter_class
 
 #: model_type in a checkpoint's config.json -> zooserve family id.
 MODEL_TYPE_TO_FAMILY = {
@@ -27,6 +27,10 @@ MODEL_TYPE_TO_FAMILY = {
     "vitpose": "vitpose",
     "xclip": "xclip",
     "sam2_video": "sam2",
+    "edgetam_video": "edgetam",
+    "sam3": "sam3",
+    "sam3_video": "sam3_tracker",
+    "rf_detr": "rf_detr",
 }
 
 
@@ -68,6 +72,13 @@ def infer_family(config: Config, spec: ModelSpec, source: str | None) -> str | N
         return None
     model_type = json.loads(config_json.read_text()).get("model_type", "")
     return MODEL_TYPE_TO_FAMILY.get(model_type)
+
+
+def servable(config: Config, spec: ModelSpec, source: str) -> bool:
+    """True when this version has an adapter for the model's family (configured or read from
+    its checkpoint): files alone do not make a model servable. A registry lookup; nothing
+    imports."""
+    return infer_family(config, spec, source) in FAMILIES
 
 
 def pull_command(spec: ModelSpec) -> str:

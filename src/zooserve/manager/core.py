@@ -81,7 +81,13 @@ class ModelManager:
         self.host_tier = HostTier(host_budget_bytes(config, self.device), self.device, host_mover)
         self.scheduler = Scheduler(self.ledger, config.max_pending, config.max_wait_s)
         self.reports = Reports(
-            config, self.states, self.ledger, self.scheduler, self.host_tier, clock
+            config,
+            self.states,
+            self.ledger,
+            self.scheduler,
+            self.host_tier,
+            clock,
+            any_family=adapter_factory is not default_adapter_factory,
         )
         self.background = Background()
         pool = InferencePool(inference_workers, config.inference_timeout_s)

@@ -53,8 +53,13 @@ class Reports:
         scheduler: Scheduler,
         host_tier: HostTier,
         clock: Callable[[], float],
+        *,
+        any_family: bool = False,
     ) -> None:
         self.config = config
+        #: True under a custom adapter factory (it may serve families the registry does not
+        #: list): then the files alone decide availability.
+        self.any_family = any_family
         self.states = states
         self.ledger = ledger
         self.scheduler = scheduler
@@ -74,10 +79,13 @@ class Reports:
         return sources.locate(self.config, spec)
 
     def available(self, name: str, _seen: frozenset[str] = frozenset()) -> bool:
-        """Enabled and its weights are here; a composite model (a detection tracker) only if
-        the detector it names is available too."""
+        """Enabled, its weights are here and an adapter serves its family; a composite model
+        (a detection tracker) only if the detector it names is available too."""
         spec = self.state(name).spec
-        if not (spec.enabled and self.source(spec) is not None):
+        source = self.source(spec) if spec.enabled else None
+        if source is None:
+            return False
+        if not (self.any_family or sources.servable(self.config, spec, source)):
             return False
         detector = spec.options.get("detector") if spec.family == "detection_tracker" else None
         if detector is None:
