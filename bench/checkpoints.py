@@ -34,21 +34,69 @@ MARKER = "built.json"
 class Checkpoint:
     """One family as the GPU check builds it.
 
-    `family` is the zooserve family id; `base` the released base config (None: only the tiny
-    build exists, and the full run measures that, saying so); `size` the base image
-    processor's fields; `released` names the checkpoint the base config matches.
+    `family` is the zooserve family id; `base` builds the released base config from the tiny
+    build's (None: only the tiny build exists, and the full run measures that, saying so);
+    `size` the base image processor's fields and `processor` the rest of the processor's;
+    `released` names the checkpoint the base config matches; `compiles`: the adapter calls
+    the model itself, so `torch.compile` of it is what serving would compile; `name` the
+    check's name for it where one tiny build serves two families (default `tiny_module`).
     """
 
     family: str
     model_class: str
     tiny_module: str
     released: str
-    base: Callable[[], Any] | None = None
+    base: Callable[[Any], Any] | None = None
     size: dict[str, Any] = field(default_factory=dict)
+    processor: dict[str, Any] = field(default_factory=dict)
+    compiles: bool = False
+    name: str = ""
 
 
-def _config(name: str, **kwargs: Any) -> Callable[[], Any]:
-    return lambda: getattr(transformers, name)(**kwargs)
+def _config(name: str, **kwargs: Any) -> Callable[[Any], Any]:
+    return lambda tiny: getattr(transformers, name)(**kwargs)
+
+
+def florence2_base(tiny: Any) -> Any:
+    """Florence-2-base (DaViT, projection 768; BART 6+6 layers, d_model 768) over the tiny
+    build's tokenizer ids: its vocabulary is the offline one (~1.3k tokens, not 51k, so the LM
+    head is ~38M parameters lighter than the released one's)."""
+    text = tiny.text_config
+    ids = {k: getattr(text, k) for k in ("bos_token_id", "pad_token_id", "eos_token_id")}
+    bart = transformers.BartConfig(
+        vocab_size=text.vocab_size,
+        d_model=768,
+        encoder_layers=6,
+        decoder_layers=6,
+        encoder_attention_heads=12,
+        decoder_attention_heads=12,
+        encoder_ffn_dim=3072,
+        decoder_ffn_dim=3072,
+        max_position_embeddings=1024,
+        decoder_start_token_id=text.decoder_start_token_id,
+        **ids,
+    )
+    vision = transformers.Florence2VisionConfig(projection_dim=768)
+    return transformers.Florence2Config(
+        vision_config=vision.to_dict(),
+        text_config=bart.to_dict(),
+        image_token_id=tiny.image_token_id,
+    )
+
+
+def sam21_small(tiny: Any) -> Any:
+    """SAM 2.1 small: Hiera-S (stages 1-2-11-2, global blocks 7/10/13) at 1024 px; the rest
+    are the transformers defaults, which are the released SAM 2.1 heads."""
+    backbone = transformers.Sam2HieraDetConfig(
+        blocks_per_stage=[1, 2, 11, 2], global_attention_blocks=[7, 10, 13]
+    )
+    vision = transformers.Sam2VisionConfig(backbone_config=backbone)
+    return transformers.Sam2VideoConfig(vision_config=vision.to_dict())
+
+
+#: SAM 2.1's processor at 1024 px (masks at 256), image and video alike.
+SAM2_PROCESSOR = {"target_size": 1024, "video_processor": {"size": {"height": 1024, "width": 1024}}}
+SAM2_SIZE = {"size": {"height": 1024, "width": 1024}, "mask_size": {"height": 256, "width": 256}}
 
 
 def _square(side: int) -> dict[str, Any]:
@@ -60,7 +108,7 @@ def _clip_crop(side: int) -> dict[str, Any]:
 
 
 CHECKPOINTS: dict[str, Checkpoint] = {
-    c.tiny_module: c
+    c.name or c.tiny_module: c
     for c in (
         Checkpoint(
             "owlv2",
@@ -82,10 +130,28 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             "florence2",
             "Florence2ForConditionalGeneration",
             "florence2",
-            "tiny only (its tokenizer's special ids are set by the tiny build)",
+            "Florence-2-base (768 px; the offline tokenizer's vocabulary)",
+            florence2_base,
+            {"size": {"height": 768, "width": 768}, "image_seq_length": (768 // 32) ** 2 + 1},
         ),
         Checkpoint(
-            "sam2", "Sam2VideoModel", "sam2", "tiny only (Hiera stages set by the tiny build)"
+            "sam2",
+            "Sam2VideoModel",
+            "sam2",
+            "sam2.1-hiera-small (1024 px)",
+            sam21_small,
+            SAM2_SIZE,
+            SAM2_PROCESSOR,
+        ),
+        Checkpoint(
+            "samurai",
+            "Sam2VideoModel",
+            "sam2",
+            "sam2.1-hiera-small (1024 px) under SAMURAI",
+            sam21_small,
+            SAM2_SIZE,
+            SAM2_PROCESSOR,
+            name="samurai",
         ),
         Checkpoint(
             "clip",
@@ -110,6 +176,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             "vit-base-patch16-224",
             _config("ViTConfig", num_labels=1000),
             _square(224),
+            compiles=True,
         ),
         Checkpoint(
             "resnet_classifier",
@@ -118,6 +185,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             "resnet-50",
             _config("ResNetConfig", num_labels=1000),
             {"size": {"shortest_edge": 224}},
+            compiles=True,
         ),
         Checkpoint(
             "segformer",
@@ -126,6 +194,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             "segformer-b0 (ADE20k head, 512 px)",
             _config("SegformerConfig", num_labels=150),
             _square(512),
+            compiles=True,
         ),
         Checkpoint(
             "depth_anything",
@@ -134,6 +203,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             "Depth-Anything-V2-Small (518 px)",
             _config("DepthAnythingConfig"),
             _square(518),
+            compiles=True,
         ),
         Checkpoint(
             "vitpose",
@@ -162,14 +232,19 @@ def _processor_file(directory: Path) -> Path | None:
     return None
 
 
-def _set_input_size(directory: Path, size: dict[str, Any]) -> None:
-    """Give the saved image processor the base model's input size."""
+def _set_input_size(directory: Path, checkpoint: Checkpoint) -> None:
+    """Give the saved processor the base model's input size: `size` into its image
+    processor, `processor` into the rest (one level of nesting merged)."""
     path = _processor_file(directory)
-    if path is None or not size:
+    if path is None or not (checkpoint.size or checkpoint.processor):
         return
     document = json.loads(path.read_text())
-    processor = document.get("image_processor", document)
-    processor.update(size)
+    document.get("image_processor", document).update(checkpoint.size)
+    for key, value in checkpoint.processor.items():
+        if isinstance(value, dict) and isinstance(document.get(key), dict):
+            document[key].update(value)
+        else:
+            document[key] = value
     path.write_text(json.dumps(document, indent=2))
 
 
@@ -188,9 +263,10 @@ def build(name: str, directory: Path, full: bool) -> dict[str, Any]:
     model_class = getattr(transformers, checkpoint.model_class)
     if wanted == "base" and checkpoint.base is not None:
         torch.manual_seed(0)
-        model = model_class(checkpoint.base()).eval()
+        tiny = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
+        model = model_class(checkpoint.base(tiny)).eval()
         model.save_pretrained(directory)
-        _set_input_size(directory, checkpoint.size)
+        _set_input_size(directory, checkpoint)
     else:
         model = model_class.from_pretrained(directory, local_files_only=True)
     tensors = [*model.parameters(), *model.buffers()]

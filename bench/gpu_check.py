@@ -10,7 +10,9 @@ Sections, in order, each written to the report as it finishes:
    allocates, pinned RSS vs bytes through park/wake/drop (bench/gpu_device.py);
 2. families: per family through the real `ModelManager` (bench/gpu_families.py): load s and
    ÷ from_pretrained, bytes estimated/measured/peak (torch and NVML), frames/s at batch 1 and 8
-   in fp32 and half, tracker propagation fps on a 1280x720 clip, unload recovery, host-tier wake;
+   in fp32 and half (and under `torch.compile` where the family allows it, while time is
+   left; dynamo alone in the dry run), tracker propagation fps on a 1280x720 clip, unload
+   recovery, host-tier wake;
 3. churn: a real server over HTTP, a budget of about a third of the families, NVML every
    20 ms (bench/gpu_churn.py).
 
@@ -55,6 +57,12 @@ FULL = {"time_limit_s": 450, "fps_seconds": 2.0, "video_frames": 60, "requests":
 DRY = {"time_limit_s": 540, "fps_seconds": 0.0, "video_frames": 4, "requests": 40}
 #: Seconds kept back for the churn phase and the report.
 CHURN_RESERVE_S = {"full": 90, "dry": 30}
+#: `torch.compile` backend per mode: inductor on the GPU; in the dry run dynamo alone
+#: ("eager": the same capture and swap, no code generation), as inductor's C++ build of each
+#: graph on a 2-core CPU would take longer than the dry run's whole budget.
+COMPILE_BACKEND = {"full": "inductor", "dry": "eager"}
+#: Seconds a family's compile may take out of the budget: compiled only while more is left.
+COMPILE_RESERVE_S = 60
 ORT_MODELS = ("osnet", "rapidocr")
 
 
@@ -162,10 +170,16 @@ async def family_section(run: Run, manager: ModelManager, entries: dict[str, dic
             continue
         checkpoint = CHECKPOINTS.get(name)
         row: dict[str, Any] = {"family": entry["family"], **run.report["built"].get(name, {})}
+        backend = None
+        if checkpoint is not None and checkpoint.compiles:
+            if run.remaining() > reserve + COMPILE_RESERVE_S:
+                backend = COMPILE_BACKEND[run.settings["mode"]]
+            else:
+                row["compiled"] = {"skipped": "time limit"}
         try:
             directory = entry["model_id"] if checkpoint else None
             model_class = checkpoint.model_class if checkpoint else None
-            row.update(await measure(manager, name, model_class, directory, run.settings))
+            row.update(await measure(manager, name, model_class, directory, run.settings, backend))
         except Exception as error:
             row["error"] = f"{type(error).__name__}: {error}"
             row["trace"] = traceback.format_exc(limit=-3)

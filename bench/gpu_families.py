@@ -1,6 +1,7 @@
 """Per family, through the real `ModelManager` on the real device: load (and ÷ from_pretrained),
 bytes estimated / measured / peak (torch and NVML side by side), frames/s at batch 1 and 8 per
-dtype, unload recovery, and the host tier's wake. Figures that cannot exist on this device
+dtype (and under `torch.compile` where the family allows it), unload recovery, and the host
+tier's wake. Figures that cannot exist on this device
 (NVML, a half-precision or pinned-memory figure on the CPU) are None."""
 
 from __future__ import annotations
@@ -97,11 +98,42 @@ async def frames_per_s(
         if adapter.kind == "tracker":
             return None
         await manager.infer(run_kind, adapter, images)
-        calls, started = 0, time.perf_counter()
-        while calls == 0 or time.perf_counter() - started < seconds:
-            await manager.infer(run_kind, adapter, images)
-            calls += 1
-        return round(calls * batch / (time.perf_counter() - started), 2)
+        return await _rate(manager, adapter, images, seconds)
+
+
+async def _rate(
+    manager: ModelManager, adapter: ModelAdapter, images: list[np.ndarray], seconds: float
+) -> float:
+    calls, started = 0, time.perf_counter()
+    while calls == 0 or time.perf_counter() - started < seconds:
+        await manager.infer(run_kind, adapter, images)
+        calls += 1
+    return round(calls * len(images) / (time.perf_counter() - started), 2)
+
+
+async def compiled_frames_per_s(
+    manager: ModelManager, name: str, seconds: float, backend: str
+) -> dict[str, Any]:
+    """Frames/s at batch 1 and 8 with the adapter's model under `torch.compile` (static
+    shapes: one compile per batch size, its first call timed apart as `compile_s`). The
+    model is swapped back afterwards and dynamo's caches dropped, so nothing compiled
+    outlives the measure."""
+    figures: dict[str, Any] = {"backend": backend, "compile_s": {}}
+    async with manager.use(name) as adapter:
+        served: Any = adapter
+        original = served.model
+        served.model = torch.compile(original, backend=backend, dynamic=False)
+        try:
+            for batch in (1, 8):
+                images = [frame()] * batch
+                started = time.perf_counter()  # compiling can outlast a lane's deadline
+                await asyncio.to_thread(run_kind, adapter, images)
+                figures["compile_s"][str(batch)] = round(time.perf_counter() - started, 2)
+                figures[str(batch)] = await _rate(manager, adapter, images, seconds)
+        finally:
+            served.model = original
+            torch._dynamo.reset()
+    return figures
 
 
 async def video_fps(manager: ModelManager, name: str, frames: int) -> float | None:
@@ -159,8 +191,10 @@ async def measure(
     model_class: str | None,
     directory: str | None,
     settings: dict[str, Any],
+    compile_backend: str | None = None,
 ) -> dict[str, Any]:
-    """Every per-family figure of the issue for one model (`name`, and `name@fp32` on CUDA)."""
+    """Every per-family figure of the issue for one model (`name`, and `name@fp32` on CUDA);
+    with `compile_backend`, frames/s under `torch.compile` too (in the service's dtype)."""
     device = manager.device
     row: dict[str, Any] = {}
     if directory is not None:
@@ -181,6 +215,12 @@ async def measure(
         row["load_ratio_from_pretrained"] = round(row["load_s"] / row["from_pretrained_s"], 2)
     seconds = settings["fps_seconds"]
     half = {str(b): await frames_per_s(manager, name, b, seconds) for b in (1, 8)}
+    if compile_backend is not None:
+        try:
+            compiled = await compiled_frames_per_s(manager, name, seconds, compile_backend)
+        except Exception as error:  # a graph dynamo cannot take is a figure, not a failure
+            compiled = {"backend": compile_backend, "error": f"{type(error).__name__}: {error}"}
+        row["compiled"] = compiled
     row["video_fps"] = await video_fps(manager, name, settings["video_frames"])
     row.update(await tier_wake(manager, name))
     if row.get("tier_wake_s") and row["load_s"]:

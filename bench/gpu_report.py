@@ -10,7 +10,8 @@ from typing import Any
 MB = 2**20
 #: Published figures to read ours against (other GPUs, real weights, tuned builds).
 ANCHORS = {
-    "sam2": "SAM 2.1 small: 84.8 fps on A100 (torch.compile)",
+    "sam2": "SAM 2.1 small: 84.8 fps on A100 (torch.compile); the seed's A100: SAM2.1 50 fps",
+    "samurai": "the seed's A100: SAMURAI 45 fps",
     "owlv2": "OWLv2 base: 36 ms/frame on L4 (optimized)",
 }
 
@@ -24,13 +25,28 @@ def _cell(value: Any) -> str:
 
 
 def _fps(row: dict[str, Any], dtype: str) -> str:
-    figures = (row.get("frames_per_s") or {}).get(dtype)
+    return _pair((row.get("frames_per_s") or {}).get(dtype))
+
+
+def _pair(figures: dict[str, Any] | None) -> str:
     return "null" if figures is None else f"{_cell(figures.get('1'))} / {_cell(figures.get('8'))}"
+
+
+def _compiled(row: dict[str, Any]) -> str:
+    """Compiled frames/s b1 / b8 (backend), or why there are none."""
+    compiled = row.get("compiled")
+    if compiled is None:
+        return "n/a"
+    reason = compiled.get("skipped") or compiled.get("error")
+    if reason:
+        return str(reason).replace("|", "/")[:80]
+    return f"{_pair(compiled)} ({compiled.get('backend')})"
 
 
 COLUMNS = (
     "model | size | load s | load ÷ from_pretrained | MB estimate / measured / peak | "
-    "torch Δ MB | NVML Δ MB | fps fp32 b1 / b8 | fps half b1 / b8 | video fps | "
+    "torch Δ MB | NVML Δ MB | fps fp32 b1 / b8 | fps half b1 / b8 | fps compiled b1 / b8 | "
+    "video fps | "
     "unload recovered | wake s | wake ÷ load | published anchor | error"
 )
 
@@ -49,6 +65,7 @@ def family_line(name: str, row: dict[str, Any]) -> str:
         _mb(moved.get("nvml")),
         _fps(row, "fp32"),
         _fps(row, "half"),
+        _compiled(row),
         _cell(row.get("video_fps")),
         _cell(row.get("unload_recovered_fraction")),
         _cell(row.get("tier_wake_s")),

@@ -39,9 +39,14 @@ def test_the_dry_run_writes_every_section_with_nulls_where_the_cpu_has_no_figure
         families["segformer"]["size"] == "tiny"
         and families["segformer"]["load_ratio_from_pretrained"] > 0
     )
+    compiled = families["segformer"]["compiled"]  # dynamo alone on the CPU: the code path
+    assert compiled["backend"] == "eager" and compiled["1"] > 0 and compiled["8"] > 0
+    assert "compiled" not in families["osnet"]  # ONNX Runtime: nothing for torch to compile
 
     checks = report["device_checks"]
     assert checks["memory_at_start"]["ledger"]["budget"] > 0
+    outside = checks["memory_at_start"]["outside_ledger"]
+    assert outside == {"cuda_context_bytes": 0, "cached_free_bytes": 0}  # no CUDA context
     assert checks["ort_providers"]["sessions"]["osnet"][0][0] == "CPUExecutionProvider"
     assert checks["verification"]["unload"]["verified"] is True
 
@@ -52,3 +57,4 @@ def test_the_dry_run_writes_every_section_with_nulls_where_the_cpu_has_no_figure
 
     table = (out / "gpu_check.md").read_text()
     assert "| segformer | tiny |" in table and "| osnet | shipped |" in table
+    assert "(eager) |" in table  # the compiled column
