@@ -94,6 +94,33 @@ def test_rf_detr_labels_come_from_the_checkpoint(http: httpx.Client) -> None:
     assert {d["label"] for d in found} <= set(LABELS)
 
 
+def test_rf_detr_prompts_keep_the_labels_they_name(http: httpx.Client) -> None:
+    """A closed-vocabulary detector reports its own classes; prompts keep those they name."""
+
+    def labels(prompts: list[str] | None) -> list[str]:
+        body = {"video_path": "walk.mp4", "frame_numbers": [0, 5], "model": "rfdetr"}
+        response = http.post(
+            "/api/detect", json={**body, "confidence_threshold": 0.5, "prompts": prompts}
+        )
+        assert response.status_code == 200, response.text
+        return [d["label"] for d in boxes_inside_frame(response.json()["frames"])]
+
+    everything = labels(None)
+    assert len(set(everything)) >= 2, "the test needs more than one label to filter"
+    wanted = sorted(set(everything))[:1]
+    assert labels(wanted) == [label for label in everything if label in wanted]
+    # A user's wording: plural, article, case ("Cats" -> "cat") name the class too.
+    spelled = {
+        "person": "People",
+        "bicycle": "Bicycles",
+        "cat": "Cats",
+        "car": "a Car",
+        "dog": "Dogs",
+    }
+    if wanted[0] in spelled:
+        assert labels([spelled[wanted[0]]]) == labels(wanted)
+
+
 def test_rf_detr_bad_frame_is_a_422(http: httpx.Client) -> None:
     response = http.post(
         "/api/detect",

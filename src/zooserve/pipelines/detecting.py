@@ -19,7 +19,7 @@ from zooserve.families.base import Detector, ModelAdapter
 from zooserve.families.results import FrameDetections
 from zooserve.manager import ModelManager
 from zooserve.media import Frame
-from zooserve.pipelines.selection import label_for, plain, vocabulary
+from zooserve.pipelines.selection import label_for, plain, spellings, vocabulary
 from zooserve.runtimes.inference import retrieve_outcome
 
 #: Frames per detector call when `options.batch_size` is unset.
@@ -80,11 +80,16 @@ def detector_queries(
 
 def wanted_labels(manager: ModelManager, detector: str, texts: Sequence[str]) -> set[str] | None:
     """The closed-vocabulary detector's class names the texts ask for ("people" -> "person"),
-    normalised; None (keep every class) without texts."""
+    normalised; None (keep every class) without texts. Where the config does not list the
+    classes (they are in the checkpoint), every spelling a text may mean is kept."""
     if not texts:
         return None
     known = vocabulary(manager, detector) or frozenset()
-    return {plain(label_for(t, known) or t) for t in texts}
+    wanted: set[str] = set()
+    for text in texts:
+        label = label_for(text, known)
+        wanted.update([label] if label else spellings(text))
+    return wanted
 
 
 def keep_labels(detections: sv.Detections, labels: set[str] | None) -> sv.Detections:
@@ -111,6 +116,10 @@ async def detect_frames(
     """Lease detector `name` once and run it over frames `numbers` (ascending, distinct) in
     batches; returns the frames' results and the queries used (None: closed vocabulary).
 
+    An open-vocabulary detector takes the prompts as its queries; a closed-vocabulary one
+    (RF-DETR, YOLO, Darknet YOLO, ...) reports its own classes, of which the prompts keep the
+    ones they name ("people" keeps "person"); without prompts every class is kept.
+
     Decoding runs one batch ahead: the first while the model loads, the next while the current
     one is inferred. Only results are kept, so a request holds at most two batches of pixels.
     `progress(done, total)` is called after each batch.
@@ -123,6 +132,7 @@ async def detect_frames(
         async with manager.use(name) as leased:
             detector = leased_as(name, leased, Detector)  # type: ignore[type-abstract]
             queries = detector_queries(manager, detector, prompts)
+            labels = None if queries is not None else wanted_labels(manager, name, prompts or [])
             for index in range(len(chunks)):
                 chunk = await decoding
                 if index + 1 < len(chunks):
@@ -131,7 +141,7 @@ async def detect_frames(
                     detector.detect, [f.image for f in chunk], queries, threshold
                 )
                 found += [
-                    FrameDetections(f.number, f.timestamp, d)
+                    FrameDetections(f.number, f.timestamp, keep_labels(d, labels))
                     for f, d in zip(chunk, results, strict=True)
                 ]
                 del chunk

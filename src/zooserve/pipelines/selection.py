@@ -150,11 +150,16 @@ def sees(manager: ModelManager, name: str, prompts: Iterable[str]) -> bool:
 def label_for(prompt: str, labels: frozenset[str]) -> str | None:
     """The label of `labels` a prompt means ("a face", "Faces" and "people" mean what the
     detector calls "face" and "person"), or None."""
-    text = plain(prompt)
-    for candidate in (text, SYNONYMS.get(text), text.removesuffix("s")):
-        if candidate and candidate in labels:
+    for candidate in spellings(prompt):
+        if candidate in labels:
             return candidate
     return None
+
+
+def spellings(prompt: str) -> list[str]:
+    """The labels a prompt may mean, most literal first: "People" -> person; "Cats" -> cats, cat."""
+    text = plain(prompt)
+    return list(dict.fromkeys(c for c in (text, SYNONYMS.get(text), text.removesuffix("s")) if c))
 
 
 def plain(text: str) -> str:

@@ -200,10 +200,10 @@ async def _start(
         run.batch = batch_size(manager.state(plan[1]).spec)
     width, height = report.width, report.height
     if report.texts and isinstance(run.tracker, ConceptTracker):  # it finds the texts itself
-        opening = manager.infer(run.tracker.start_concepts, report.texts, width, height)
+        opened = manager.infer(run.tracker.start_concepts, report.texts, width, height)
+        started_session = await _finish(opened)
     else:
-        opening = manager.infer(run.tracker.start, prompts, width, height)
-    started_session = await _finish(opening)
+        started_session = await _finish(manager.infer(run.tracker.start, prompts, width, height))
     nbytes = run.tracker.session_bytes(started_session)
     run.key = await sessions.open(reason, started_session, nbytes, holds=plan)
     del started_session  # held by `sessions` alone: its claim lives as long as it
