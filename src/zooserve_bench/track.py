@@ -2,9 +2,11 @@
 
 Every available tracker (the video_tracking task's options, plus any other model of a tracker
 family) runs the track pipeline in process over the same frames of one video with the same
-text prompt, after a warm-up run that loads its models. Reported per tracker: tracked
-frames/s (decode + detection or segmentation + association, as a request sees it), the peak
-bytes its session held (the ledger's figure), the model's measured memory, objects per frame.
+text prompt (a concept tracker such as SAM 3 reads it itself; the others get their first
+boxes, or every frame's, from a detector), after a warm-up run that loads its models.
+Reported per tracker: tracked frames/s (decode + detection or segmentation + association, as
+a request sees it), the peak bytes its session held (the ledger's figure), the model's
+measured memory, objects per frame.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from zooserve.media.samples import install_samples
 from zooserve.pipelines.track import FrameRange, TrackReport, track
 from zooserve.runtimes.memory import MB
 
-TRACKER_FAMILIES = {"detection_tracker", "sam2", "samurai", "sam2long"}
+TRACKER_FAMILIES = {"detection_tracker", "sam2", "samurai", "sam2long", "edgetam", "sam3_tracker"}
 DEFAULT_VIDEO = "samples/bikes.mp4"
 
 

@@ -53,9 +53,10 @@ _BOXES = {  # frame number -> (label, xyxy px) on the bench batch below
 _NOT_ZOO_FAMILIES = {"local_llm", "sentence_transformers", "detection_tracker"}
 
 
-#: The offline primary detector the person/vehicle/pet triggers fire on (a task option, so not
-#: picked up below); its people-found figures are in README "Offline detectors".
-_TRIGGER_DETECTORS = ("yolov3-tiny-coco",)
+#: Primary detectors the person/vehicle/pet triggers fire on (task options, so not picked up
+#: below): the offline YOLOv3-tiny (its people-found figures are in README "Offline
+#: detectors"), RF-DETR N and M (COCO, Apache-2.0) and SAM 3 (by concept).
+_TRIGGER_DETECTORS = ("yolov3-tiny-coco", "rf-detr-nano", "rf-detr-medium", "sam3")
 
 
 def zoo_models(config: Config) -> list[str]:
