@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from zooserve.catalog import Config
 from zooserve.core import request_context
@@ -14,22 +15,15 @@ from zooserve.manager.state import ModelState
 from zooserve.manager.unloading import Unloader
 
 
+@dataclass(eq=False)
 class Leases:
     """Reference counts of the models in use, and their keep-alive timers."""
 
-    def __init__(
-        self,
-        config: Config,
-        ledger: Ledger,
-        unloader: Unloader,
-        scheduler: Scheduler,
-        clock: Callable[[], float],
-    ) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.unloader = unloader
-        self.scheduler = scheduler
-        self.clock = clock  # keep-alive time (injectable); waits use real time
+    config: Config
+    ledger: Ledger
+    unloader: Unloader
+    scheduler: Scheduler
+    clock: Callable[[], float]  # keep-alive time (injectable); waits use real time
 
     def lease(self, state: ModelState) -> None:
         state.refcount += 1

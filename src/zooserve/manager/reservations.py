@@ -4,6 +4,7 @@ ledger with the models; growing one is admitted through the scheduler like a loa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from zooserve.catalog import Config
 from zooserve.core import request_context
@@ -13,24 +14,16 @@ from zooserve.manager.scheduler import Scheduler, Ticket
 from zooserve.manager.state import ModelState
 
 
+@dataclass(eq=False)
 class Reservations:
     """Claims in the ledger that belong to no model, by key."""
 
-    def __init__(
-        self,
-        config: Config,
-        ledger: Ledger,
-        scheduler: Scheduler,
-        events: EventLog,
-        state_of: Callable[[str], ModelState],
-        clock: Callable[[], float],
-    ) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.scheduler = scheduler
-        self.events = events
-        self.state_of = state_of  # a model by name, or ModelNotFound
-        self.clock = clock
+    config: Config
+    ledger: Ledger
+    scheduler: Scheduler
+    events: EventLog
+    state_of: Callable[[str], ModelState]  # a model by name, or ModelNotFound
+    clock: Callable[[], float]
 
     def _is_model(self, key: str) -> bool:
         name = model_name(key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from zooserve.core.errors import ModelInUse
@@ -19,26 +20,17 @@ from zooserve.runtimes.inference import InferencePool
 from zooserve.runtimes.memory import MemoryProbe, unload_verified
 
 
+@dataclass(eq=False)
 class Unloader:
     """Takes models off the device: to the host tier when asked to park, else to disk."""
 
-    def __init__(
-        self,
-        probe: MemoryProbe,
-        ledger: Ledger,
-        events: EventLog,
-        host_tier: HostTier,
-        lanes: InferencePool,
-        background: Background,
-        changed: Callable[[], None],
-    ) -> None:
-        self.probe = probe
-        self.ledger = ledger
-        self.events = events
-        self.host_tier = host_tier
-        self.lanes = lanes
-        self.background = background
-        self.changed = changed  # a claim or a status changed: queued plans may get in
+    probe: MemoryProbe
+    ledger: Ledger
+    events: EventLog
+    host_tier: HostTier
+    lanes: InferencePool
+    background: Background
+    changed: Callable[[], None]  # a claim or a status changed: queued plans may get in
 
     def start(
         self, state: ModelState, kind: str, reason: str, park: bool = False
