@@ -120,6 +120,12 @@ def track_one_frame(tracker: Any) -> np.ndarray:
     return np.append(obj.mask.ravel().astype(np.float32), obj.score)
 
 
+def track_concepts(tracker: Any) -> np.ndarray:
+    height, width = IMAGE.shape[:2]
+    session = tracker.start_concepts(PROMPTS, width, height)
+    return detections(tracker.step(session, 0, IMAGE))
+
+
 def text_image() -> np.ndarray:
     image = np.full((60, 240, 3), 255, dtype=np.uint8)
     cv2.putText(image, "ABC 1234", (10, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (0, 0, 0), 3)
@@ -256,6 +262,10 @@ CASES = {
         reloads=False,  # template
     ),
     **{family: Case(family, tiny("sam2"), track_one_frame) for family in SAM2_FAMILIES},
+    "edgetam": Case("edgetam", tiny("edgetam"), track_one_frame),
+    "sam3_tracker": Case("sam3_tracker", tiny("sam3_video"), track_concepts),
+    "rf_detr": Case("rf_detr", tiny("rf_detr"), detect(None, 0.0)),
+    "sam3": Case("sam3", tiny("sam3"), detect(PROMPTS, 0.0)),
     "osnet": Case(
         "osnet",
         tiny("osnet", "osnet_tiny.onnx", needs="onnx"),
