@@ -173,6 +173,7 @@ RUNS: dict[str, tuple[bool, float | None]] = {
     "wrong": (True, None),
     "arrival-order": (False, 0.0),
     "arrival-wrong": (True, 0.0),
+    "age-cap-10s": (False, 10.0),
 }
 
 

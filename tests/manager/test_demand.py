@@ -74,8 +74,8 @@ async def test_requests_missing_the_same_model_share_one_eviction(tmp_path: Path
 
 async def test_one_swap_at_a_time_lets_the_first_change_what_goes_next(tmp_path: Path) -> None:
     """Room for two, "a" and "b" idle, requests for "c" then "d": while c's swap is under way
-    d's waits rather than evicting b at once, so a request for b arriving meanwhile is served
-    from memory instead of loading b again."""
+    d's waits rather than evicting the other idle model at once, so a request for that model
+    arriving meanwhile is served from memory instead of loading it again."""
     manager = manager_for(tmp_path, 5, "abcd")
     for name in "ab":
         await lease_once(manager, name)
@@ -85,12 +85,11 @@ async def test_one_swap_at_a_time_lets_the_first_change_what_goes_next(tmp_path:
         await until(lambda: SizedModel.loads[-1:] == ["c"], "c on the loader thread")
         for_d = asyncio.create_task(lease_once(manager, "d"))
         await until(lambda: manager.scheduler.pending == 1, "d queued behind c's swap")
-        for_b = asyncio.create_task(lease_once(manager, "b"))  # b is resident: served at once
-        await asyncio.wait_for(for_b, 5)
+        kept = next(name for name in "ab" if name in manager.loaded_models())  # GreedyDual's
+        await asyncio.wait_for(lease_once(manager, kept), 5)  # resident: served at once
         gate.set()
         await asyncio.wait_for(asyncio.gather(for_c, for_d), 10)
     finally:
         SizedModel.gate = None
-    assert SizedModel.loads == ["a", "b", "c", "d"]  # b was not loaded a second time
-    assert [e.model for e in manager.events.recent() if e.kind == "evict"][:1] == ["a"]
+    assert SizedModel.loads == ["a", "b", "c", "d"]  # nothing was loaded a second time
     await manager.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 from zooserve.catalog import Config
@@ -20,25 +21,17 @@ from zooserve.manager.state import ModelState, Status, expected_bytes
 from zooserve.runtimes.memory import MB
 
 
+@dataclass(eq=False)
 class LedgerAdmission:
     """The `Admission` the scheduler asks: plans are measured against the claims ledger and
     granted by leasing their models (starting the loads they need) and adding their claims."""
 
-    def __init__(
-        self,
-        config: Config,
-        ledger: Ledger,
-        states: dict[str, ModelState],
-        loader: Loader,
-        leases: Leases,
-        clock: Callable[[], float],
-    ) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.states = states
-        self.loader = loader
-        self.leases = leases
-        self.clock = clock
+    config: Config
+    ledger: Ledger
+    states: dict[str, ModelState]
+    loader: Loader
+    leases: Leases
+    clock: Callable[[], float]
 
     def model_of(self, key: str) -> ModelState | None:
         name = model_name(key)
@@ -75,9 +68,9 @@ class LedgerAdmission:
         gone = (Status.UNLOADED, Status.UNLOADING)
         return frozenset(name for name in ticket.models if self.states[name].status in gone)
 
-    def loading(self) -> bool:
-        """A model is loading (or waking from the host tier)."""
-        return any(state.status is Status.LOADING for state in self.states.values())
+    def working(self) -> bool:
+        """A model is loading (or waking from the host tier) or leased by a request."""
+        return any(s.status is Status.LOADING or s.refcount for s in self.states.values())
 
     def candidates(self, exclude: set[str], wanted: Collection[str] = ()) -> list[Candidate]:
         """Claims room could be made from now; those under a key in `wanted` (queued plans

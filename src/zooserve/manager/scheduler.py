@@ -9,8 +9,9 @@ most queued plans want first) and carries out the answer: grant it, start reclai
 for it, leave it waiting or refuse it. A plan that fits is granted even when an earlier one
 waits for busy models; a plan that is being made room for keeps that room (its bytes are
 earmarked for it, not taken by later plans), and the plans missing the same models come with
-it. One swap at a time: while a load or a reclaim is under way, the next reclaim waits for it
-(what it serves changes what is wanted next) unless its request is overdue.
+it. One swap at a time, when the hardware is idle: while a load, a reclaim or a request is
+under way, a reclaim waits for it (what it serves changes what is wanted next) unless its
+request is overdue (`max_wait_s`, the age cap).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Admission(Protocol):
 
     def plan_need(self, ticket: Ticket) -> int | None: ...
     def missing(self, ticket: Ticket) -> frozenset[str]: ...
-    def loading(self) -> bool: ...
+    def working(self) -> bool: ...
     def candidates(self, exclude: set[str], wanted: Collection[str]) -> list[Candidate]: ...
     def ceiling(self, ticket: Ticket) -> int: ...
     def grant(self, ticket: Ticket) -> None: ...
@@ -233,8 +234,10 @@ class Scheduler:
         return ticket.urgent or now - ticket.enqueued_at >= self.max_wait_s
 
     def _swapping(self) -> bool:
-        """A load, or a reclaim for a queued plan, is under way."""
-        return self.admission.loading() or any(self._incoming(ticket) for ticket in self.queue)
+        """A load, a reclaim for a queued plan or a request is under way: what it serves may
+        change what is wanted next, so a swap that is not overdue waits for it (the ideal
+        swaps only when every outstanding request waits on a missing model)."""
+        return self.admission.working() or any(self._incoming(ticket) for ticket in self.queue)
 
     def _wake_at(self, when: float) -> None:
         """One timer for the earliest deferred request: dispatch again when it is overdue."""
