@@ -102,7 +102,7 @@ _NOT_ZOO_FAMILIES = {"local_llm", "sentence_transformers", "detection_tracker"}
 @dataclass(frozen=True)
 class Model:
     name: str
-    kind: str  # zoo | detector | tracker
+    kind: str  # zoo | detector | tracker | concept (a tracker that needs no detector)
     mb: float
     load_s: float
     service_s: float
@@ -115,10 +115,12 @@ def fleet_models(config: Config) -> dict[str, Model]:
     specs = config.models
     tasks = config.tasks
     detectors = list(tasks["object_detection"].options)
-    trackers = []
+    trackers, concept_trackers = [], []
     for name in tasks["video_tracking"].options:
         detector = specs[name].options.get("detector")
-        if detector:
+        if specs[name].family == "sam3_tracker":
+            concept_trackers.append(name)  # finds its own objects from text: no detector beside it
+        elif detector:
             detectors.append(detector)  # a ByteTrack tracker is its detector plus no weights
         else:
             trackers.append(name)
@@ -133,6 +135,7 @@ def fleet_models(config: Config) -> dict[str, Model]:
         and spec.family not in _NOT_ZOO_FAMILIES
     ]
     kinds = {n: "tracker" for n in trackers} | {n: "detector" for n in detectors}
+    kinds |= {n: "concept" for n in concept_trackers}
     kinds |= {n: "zoo" for n in zoo}  # mtcnn-face: a zoo model that also detects
     models = {}
     for name, kind in kinds.items():
@@ -189,7 +192,11 @@ def make_trace(
         weights = list(itertools.accumulate(1 / (k + 1) ** zipf_s for k in range(len(names))))
         return names, weights
 
-    singles, trackers, detectors = zipf({"zoo", "detector"}), zipf({"tracker"}), zipf({"detector"})
+    singles, trackers, detectors = (
+        zipf({"zoo", "detector", "concept"}),
+        zipf({"tracker"}),
+        zipf({"detector"}),
+    )
 
     def mean(pool: tuple[list[str], list[float]]) -> float:
         names, cum = pool
