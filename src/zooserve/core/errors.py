@@ -43,6 +43,12 @@ class InvalidInput(ZooError):
     status, code = 422, "invalid_input"
 
 
+def require_text(value: str | None, field: str) -> None:
+    """A required text field must hold more than whitespace (422 naming the field)."""
+    if not value or not value.strip():
+        raise InvalidInput(f"{field} must not be empty", {"field": field})
+
+
 class FramesOutOfRange(InvalidInput):
     code = "frames_out_of_range"
 

@@ -10,7 +10,6 @@ for a request no engine accepts).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 
 from zooserve.catalog import Config
 from zooserve.catalog.engines import EngineSpec
+from zooserve.core.aio import cancel_and_wait
 from zooserve.core.errors import (
     ConfigError,
     FamilyNotImplemented,
@@ -114,11 +114,8 @@ class EnginePool:
             self._monitor = asyncio.create_task(self._monitor_forever())
 
     async def close(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
+        await cancel_and_wait(self._monitor)
+        self._monitor = None
         for slot in self.slots:
             if slot.managed is not None:
                 await slot.managed.stop()

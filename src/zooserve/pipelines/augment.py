@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from zooserve.core.errors import InvalidInput
+from zooserve.core.errors import require_text
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
 
@@ -142,8 +142,7 @@ async def augment(
 ) -> AugmentResult:
     """Ask the model, then drop repeats of existing types and merge near-duplicates."""
     started = time.perf_counter()
-    if not persona_name or not persona_name.strip():
-        raise InvalidInput("persona_name must not be empty", {"field": "persona_name"})
+    require_text(persona_name, "persona_name")
     name = pool.select_model(TASK, model)
     messages = build_messages(persona_name, existing_ontology, domain_context, task_description)
     generation = await pool.generate(

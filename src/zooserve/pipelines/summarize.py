@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from zooserve.core.errors import InvalidInput, ZooError
+from zooserve.core.errors import InvalidInput, ZooError, require_text
 from zooserve.engines.pool import EnginePool
 from zooserve.engines.types import ChatMessage, GenerationRequest
 from zooserve.media import MediaSource, check_decoded_size, resolve_media_path, timestamp_of
@@ -126,8 +126,7 @@ async def summarize(
 ) -> SummaryResult:
     """Sample, decode and send frames; return the model's summary (module docstring)."""
     started = time.perf_counter()
-    if not persona_context or not persona_context.strip():
-        raise InvalidInput("persona_context must not be empty", {"field": "persona_context"})
+    require_text(persona_context, "persona_context")
     name = pool.select_model(TASK, model)
     limit = frame_limit(pool, name)
     if not 1 <= frame_count <= limit:

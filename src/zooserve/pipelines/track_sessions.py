@@ -12,13 +12,13 @@ an error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from zooserve.core.aio import cancel_and_wait
 from zooserve.core.errors import ServiceBusy
 from zooserve.manager import ModelManager
 from zooserve.runtimes.memory import MB
@@ -130,11 +130,8 @@ class TrackingSessions:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(interval_s))
 
     async def stop_sweeper(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     async def _sweep_forever(self, interval_s: float) -> None:
         while True:
