@@ -12,9 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from zooserve.api.schemas import ErrorResponse
-from zooserve.core.errors import ZooError
+from zooserve.core.errors import MediaClosed, ZooError
 from zooserve.core.redaction import hide_secrets
 
 log = logging.getLogger("zooserve.api")
@@ -73,6 +74,13 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(exc.status_code, code, clip_text(str(exc.detail), 500))
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Any route that reads a body (the Ray ingress spooling an upload, too): the caller
+        # left, nobody reads the answer; a 499 like every other client-gone case, not a 500.
+        gone = MediaClosed("the client left before its request was read")
+        return error_response(gone.status, gone.code, gone.message)
 
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
