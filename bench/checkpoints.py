@@ -26,6 +26,15 @@ from typing import Any
 
 import torch
 import transformers
+from tracker_configs import (
+    SAM2_PROCESSOR,
+    SAM2_SIZE,
+    SAM3_PROCESSOR,
+    SAM3_SIZE,
+    edgetam_base,
+    sam3_base,
+    sam21_small,
+)
 
 MARKER = "built.json"
 
@@ -84,21 +93,6 @@ def florence2_base(tiny: Any) -> Any:
     )
 
 
-def sam21_small(tiny: Any) -> Any:
-    """SAM 2.1 small: Hiera-S (stages 1-2-11-2, global blocks 7/10/13) at 1024 px; the rest
-    are the transformers defaults, which are the released SAM 2.1 heads."""
-    backbone = transformers.Sam2HieraDetConfig(
-        blocks_per_stage=[1, 2, 11, 2], global_attention_blocks=[7, 10, 13]
-    )
-    vision = transformers.Sam2VisionConfig(backbone_config=backbone)
-    return transformers.Sam2VideoConfig(vision_config=vision.to_dict())
-
-
-#: SAM 2.1's processor at 1024 px (masks at 256), image and video alike.
-SAM2_PROCESSOR = {"target_size": 1024, "video_processor": {"size": {"height": 1024, "width": 1024}}}
-SAM2_SIZE = {"size": {"height": 1024, "width": 1024}, "mask_size": {"height": 256, "width": 256}}
-
-
 def _square(side: int) -> dict[str, Any]:
     return {"size": {"height": side, "width": side}}
 
@@ -152,6 +146,25 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             SAM2_SIZE,
             SAM2_PROCESSOR,
             name="samurai",
+        ),
+        Checkpoint(
+            "edgetam",
+            "EdgeTamVideoModel",
+            "edgetam",
+            "EdgeTAM (RepViT-M1, 1024 px)",
+            edgetam_base,
+            SAM2_SIZE,
+            SAM2_PROCESSOR,
+        ),
+        Checkpoint(
+            "sam3_tracker",
+            "Sam3VideoModel",
+            "sam3_video",
+            "SAM 3 video (1008 px; the tiny build's detection thresholds)",
+            sam3_base,
+            SAM3_SIZE,
+            SAM3_PROCESSOR,
+            name="sam3_tracker",
         ),
         Checkpoint(
             "clip",

@@ -17,7 +17,7 @@ import torch
 import transformers
 
 from zooserve.families.base import ModelAdapter
-from zooserve.families.kinds import TrackPrompt
+from zooserve.families.kinds import ConceptTracker, Tracker, TrackPrompt
 from zooserve.manager import ModelManager
 from zooserve.runtimes.nvml import nvml_used_bytes
 
@@ -136,20 +136,25 @@ async def compiled_frames_per_s(
     return figures
 
 
-async def video_fps(manager: ModelManager, name: str, frames: int) -> float | None:
-    """Tracker propagation frames/s on a 1280x720 clip, one box prompt at frame 0."""
+async def video_fps(manager: ModelManager, name: str, frames: int) -> dict[str, Any]:
+    """Tracker propagation frames/s on a 1280x720 clip from frame 0's prompt: a box, or for a
+    concept tracker (SAM 3) the texts of `PROMPTS`, whose objects it finds itself; with the
+    most objects any frame held, since a step's cost grows with them."""
     clip = [np.roll(frame(1280, 720), 8 * i, axis=1) for i in range(frames)]
     async with manager.use(name) as adapter:
-        if adapter.kind != "tracker":
-            return None
-        tracker: Any = adapter
-        prompt = TrackPrompt(object_id=1, frame_number=0, box=(400.0, 100.0, 800.0, 700.0))
-        session = tracker.start([prompt], 1280, 720)
-        await manager.infer(tracker.step, session, 0, clip[0])
+        if not isinstance(adapter, Tracker):
+            return {"video_fps": None}
+        if isinstance(adapter, ConceptTracker):
+            prompt, session = "text", adapter.start_concepts(PROMPTS, 1280, 720)
+        else:
+            box = TrackPrompt(object_id=1, frame_number=0, box=(400.0, 100.0, 800.0, 700.0))
+            prompt, session = "box", adapter.start([box], 1280, 720)
+        counts = [len(await manager.infer(adapter.step, session, 0, clip[0]))]
         started = time.perf_counter()
         for number, image in enumerate(clip[1:], start=1):
-            await manager.infer(tracker.step, session, number, image)
-        return round((frames - 1) / (time.perf_counter() - started), 2)
+            counts.append(len(await manager.infer(adapter.step, session, number, image)))
+        fps = round((frames - 1) / (time.perf_counter() - started), 2)
+    return {"video_fps": fps, "video_prompt": prompt, "video_objects_max": max(counts)}
 
 
 def from_pretrained_s(model_class: str | None, directory: str, device: str) -> float | None:
@@ -221,7 +226,7 @@ async def measure(
         except Exception as error:  # a graph dynamo cannot take is a figure, not a failure
             compiled = {"backend": compile_backend, "error": f"{type(error).__name__}: {error}"}
         row["compiled"] = compiled
-    row["video_fps"] = await video_fps(manager, name, settings["video_frames"])
+    row.update(await video_fps(manager, name, settings["video_frames"]))
     row.update(await tier_wake(manager, name))
     if row.get("tier_wake_s") and row["load_s"]:
         row["tier_wake_ratio"] = round(row["tier_wake_s"] / row["load_s"], 3)

@@ -13,6 +13,8 @@ ANCHORS = {
     "sam2": "SAM 2.1 small: 84.8 fps on A100 (torch.compile); the seed's A100: SAM2.1 50 fps",
     "samurai": "the seed's A100: SAMURAI 45 fps",
     "owlv2": "OWLv2 base: 36 ms/frame on L4 (optimized)",
+    "edgetam": "EdgeTAM: 16 fps on iPhone 15 Pro Max (published)",
+    "sam3_tracker": "SAM 3: 30 ms per image with 100+ objects on H200 (published)",
 }
 
 
@@ -32,6 +34,13 @@ def _pair(figures: dict[str, Any] | None) -> str:
     return "null" if figures is None else f"{_cell(figures.get('1'))} / {_cell(figures.get('8'))}"
 
 
+def _video(row: dict[str, Any]) -> str:
+    """Propagation frames/s, with the prompt and the most objects a frame held."""
+    if row.get("video_fps") is None:
+        return "null"
+    return f"{row['video_fps']} ({row.get('video_prompt')}, {row.get('video_objects_max')} obj)"
+
+
 def _compiled(row: dict[str, Any]) -> str:
     """Compiled frames/s b1 / b8 (backend), or why there are none."""
     compiled = row.get("compiled")
@@ -46,7 +55,7 @@ def _compiled(row: dict[str, Any]) -> str:
 COLUMNS = (
     "model | size | load s | load ÷ from_pretrained | MB estimate / measured / peak | "
     "torch Δ MB | NVML Δ MB | fps fp32 b1 / b8 | fps half b1 / b8 | fps compiled b1 / b8 | "
-    "video fps | "
+    "video fps (prompt, objects) | "
     "unload recovered | wake s | wake ÷ load | published anchor | error"
 )
 
@@ -66,7 +75,7 @@ def family_line(name: str, row: dict[str, Any]) -> str:
         _fps(row, "fp32"),
         _fps(row, "half"),
         _compiled(row),
-        _cell(row.get("video_fps")),
+        _video(row),
         _cell(row.get("unload_recovered_fraction")),
         _cell(row.get("tier_wake_s")),
         _cell(row.get("tier_wake_ratio")),
