@@ -71,7 +71,8 @@ def models_info(
     name: str, url: UrlOption = None, api_key: KeyOption = None, config: ConfigOption = None
 ) -> None:
     """One model's record (from a running server with --url, else from the config): `source`
-    is where `models pull` fetches it, `local_path` where its weights are here (null: absent)."""
+    is where `models pull` fetches it, `local_path` where its weights are here (null: absent),
+    `available` whether this version can serve it (the rule /models/info uses)."""
     if url:
         info = remote(url, "GET", "/models/info?events=0", api_key)["models"]
         if name not in info:
@@ -91,7 +92,7 @@ def models_info(
         **spec.model_dump(),
         "source": source_record(spec),
         "local_path": local,
-        "available": spec.enabled and local is not None,
+        "available": sources.available(cfg, spec),
         "family": sources.infer_family(cfg, spec, local),
         "fetch_with": None if local else sources.pull_command(spec),
     }
@@ -130,7 +131,8 @@ def models_list(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
 ) -> None:
-    """Every configured model: family, category, estimate, and whether it is present here."""
+    """Every configured model: family, category, estimate, and whether it can be served here
+    (its files are present and an adapter reads its family, as /models/info says)."""
     from zooserve.families import sources
 
     cfg = load_config_or_exit(config)
@@ -145,7 +147,7 @@ def models_list(
                 "framework": spec.framework,
                 "vram_mb": spec.vram_mb,
                 "enabled": spec.enabled,
-                "available": spec.enabled and local is not None,
+                "available": sources.available(cfg, spec),
                 "fetch_with": None if local else sources.pull_command(spec),
             }
         )

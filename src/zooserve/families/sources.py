@@ -81,6 +81,23 @@ def servable(config: Config, spec: ModelSpec, source: str) -> bool:
     return infer_family(config, spec, source) in FAMILIES
 
 
+def available(
+    config: Config, spec: ModelSpec, any_family: bool = False, _seen: frozenset[str] = frozenset()
+) -> bool:
+    """The one availability rule (/models/info, `zooserve models list|info`): enabled, its
+    weights are here and an adapter serves its family (any family under a custom adapter
+    factory); a composite model (a detection tracker) only if the detector it names is too."""
+    source = locate(config, spec) if spec.enabled else None
+    if source is None or not (any_family or servable(config, spec, source)):
+        return False
+    detector = spec.options.get("detector") if spec.family == "detection_tracker" else None
+    if detector is None:
+        return True
+    seen = _seen | {spec.name}
+    other = config.models.get(detector)
+    return other is not None and detector not in seen and available(config, other, any_family, seen)
+
+
 def pull_command(spec: ModelSpec) -> str:
     """The command that fetches a model that is not here (shown with `fetch_with`)."""
     return f"zooserve models pull {spec.name}"

@@ -78,20 +78,9 @@ class Reports:
     def source(self, spec: ModelSpec) -> str | None:
         return sources.locate(self.config, spec)
 
-    def available(self, name: str, _seen: frozenset[str] = frozenset()) -> bool:
-        """Enabled, its weights are here and an adapter serves its family; a composite model
-        (a detection tracker) only if the detector it names is available too."""
-        spec = self.state(name).spec
-        source = self.source(spec) if spec.enabled else None
-        if source is None:
-            return False
-        if not (self.any_family or sources.servable(self.config, spec, source)):
-            return False
-        detector = spec.options.get("detector") if spec.family == "detection_tracker" else None
-        if detector is None:
-            return True
-        seen = _seen | {name}
-        return detector in self.states and detector not in seen and self.available(detector, seen)
+    def available(self, name: str) -> bool:
+        """Servable here (sources.available: the rule `zooserve models list` shares)."""
+        return sources.available(self.config, self.state(name).spec, self.any_family)
 
     def _tier(self, state: ModelState) -> str:
         """Where its weights are: on the device, parked in host memory, or on disk."""
