@@ -93,3 +93,24 @@ async def test_one_swap_at_a_time_lets_the_first_change_what_goes_next(tmp_path:
         SizedModel.gate = None
     assert SizedModel.loads == ["a", "b", "c", "d"]  # nothing was loaded a second time
     await manager.close()
+
+
+async def test_a_swap_waits_for_the_next_request_of_the_client_just_answered(
+    tmp_path: Path,
+) -> None:
+    """Room for two, "a" leased and "b" idle, a request for "c" queued. When a's request ends
+    its client asks again at once, for b: a swap decided the moment a's lease ended would have
+    evicted b (used longer ago) and loaded it again; waiting `settle_s` for that request (it
+    arrives on the next turn of the loop) serves it from memory and evicts a instead."""
+    manager = manager_for(tmp_path, 5, "abc")
+    await lease_once(manager, "b")
+    release = asyncio.Event()
+    holder = asyncio.create_task(hold(manager, "a", release))
+    await until(lambda: manager.loaded_models() == ["a", "b"], "a leased beside an idle b")
+    for_c = asyncio.create_task(lease_once(manager, "c"))
+    await until(lambda: manager.scheduler.pending == 1, "c queued: a is busy, b may go")
+    release.set()
+    await holder
+    await asyncio.wait_for(asyncio.gather(lease_once(manager, "b"), for_c), 10)
+    assert SizedModel.loads == ["b", "a", "c"]  # b was not loaded a second time
+    await manager.close()

@@ -5,6 +5,7 @@ puts urgent, then overdue plans first, then the most wanted missing models."""
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 from typing import Any
 
@@ -21,6 +22,7 @@ from zooserve.manager.policy import (
     decide,
     reclaim_order,
     serve_order,
+    swap_at,
 )
 
 
@@ -430,3 +432,20 @@ def test_serve_order_property(plans: list[Waiting]) -> None:
             assert wants_a > wants_b or (wants_a == wants_b and index_a < index_b)
         elif class_a == class_b:  # urgent, or overdue: by age
             assert index_a < index_b
+
+
+# (case, busy, idle since, settle s, when a swap that is not overdue may start)
+SWAP_TIMES: list[tuple[Any, ...]] = [
+    ("a load, reclaim or request runs: after it", True, 5.0, 0.05, math.inf),
+    ("idle since 5: after the answered clients' round trip", False, 5.0, 0.05, 5.05),
+    ("idle from the start: at once", False, -math.inf, 0.05, -math.inf),
+    ("no settling asked: the moment it went idle", False, 5.0, 0.0, 5.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("busy", "idle_since", "settle_s", "expected"),
+    [pytest.param(*c[1:], id=c[0]) for c in SWAP_TIMES],
+)
+def test_swap_at(busy: bool, idle_since: float, settle_s: float, expected: float) -> None:
+    assert swap_at(busy, idle_since, settle_s) == expected

@@ -58,8 +58,10 @@ class Config(StrictModel):
     #: Requests that may wait for memory at once; past it, 429 with Retry-After.
     max_pending: int = Field(default=64, ge=1)
     #: The age cap of swap scheduling: a request that waited this long goes first and may
-    #: evict models other queued requests need (0: arrival order).
-    max_wait_s: float = Field(default=1.0, ge=0)
+    #: evict models other queued requests need (0: arrival order). Several loads long: a
+    #: request for a less wanted model often waits two or three loads, and a cap that fires
+    #: on such waits brings the thrash back (bench/churn_replay.py: 1 s with 1 s loads 2x).
+    max_wait_s: float = Field(default=10.0, ge=0)
     #: Pinned host memory where evicted models park and wake by a copy (CUDA); "auto": a
     #: quarter of the RAM on CUDA (at most 32 GiB), 0 on the CPU; 0 turns parking off.
     host_memory_budget_mb: float | Literal["auto"] = "auto"

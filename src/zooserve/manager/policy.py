@@ -5,11 +5,13 @@ request: given the bytes it still needs, the free bytes, the bytes already being
 it and the claims room could be made from now, admit it, reclaim these claims for it, let it
 wait, or refuse it (`decide`). Demand is what is outstanding (issue #18): a claim is in demand
 while a queued plan needs it, and the missing model most queued plans want is loaded first.
+A swap that is not overdue starts only once the hardware is idle and settled (`swap_at`).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -127,3 +129,17 @@ def serve_order(waiting: Sequence[Waiting]) -> list[int]:
         return (True, True, -wanted, index)
 
     return sorted(range(len(waiting)), key=rank)
+
+
+#: Seconds a swap that is not overdue waits after the hardware went idle: about a client's
+#: round trip, so the request of a client just answered (often for a resident model) is
+#: counted before a model is chosen to load and another to evict.
+SETTLE_S = 0.05
+
+
+def swap_at(busy: bool, idle_since: float, settle_s: float = SETTLE_S) -> float:
+    """When a swap that is not overdue may start: not while a load, a reclaim or a request
+    runs (inf: its end runs a dispatch pass), else `settle_s` after the hardware went idle.
+    The ideal swaps only once every outstanding request waits on a missing model; a request
+    that runs, or a client about to ask again, may still change what is wanted."""
+    return math.inf if busy else idle_since + settle_s

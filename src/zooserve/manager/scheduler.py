@@ -10,8 +10,10 @@ for it, leave it waiting or refuse it. A plan that fits is granted even when an 
 waits for busy models; a plan that is being made room for keeps that room (its bytes are
 earmarked for it, not taken by later plans), and the plans missing the same models come with
 it. One swap at a time, when the hardware is idle: while a load, a reclaim or a request is
-under way, a reclaim waits for it (what it serves changes what is wanted next) unless its
-request is overdue (`max_wait_s`, the age cap).
+under way, and for `settle_s` after the last one ended (the client just answered usually asks
+again within a round trip), a reclaim waits (what they serve changes what is wanted next;
+policy.swap_at) unless its request is overdue (`max_wait_s`, the age cap). The clock is
+injected, so bench/churn_replay.py runs this very scheduler on simulated time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from zooserve.core.errors import MediaClosed, QueueFull, ZooError
+from zooserve.manager import policy
 from zooserve.manager.claims import Claim, Ledger, model_key
 from zooserve.manager.policy import Candidate, Verdict, Waiting, decide, serve_order
 
@@ -52,8 +55,9 @@ class Ticket:
 class Room:
     """What one dispatch pass has promised so far."""
 
+    now: float
     wanted: set[str]  # claim keys queued plans need: in demand
-    swapping: bool  # a load or a reclaim is under way: the next swap waits for it
+    swap_at: float  # when a swap that is not overdue may start (policy.swap_at)
     earmarked: int = 0  # free bytes kept for plans that room is being made for
     coming: frozenset[str] = frozenset()  # models room is being made for
 
@@ -80,8 +84,18 @@ class Scheduler:
     #: those report back here when they end, so one of the two is wired after the other.
     admission: Admission
 
-    def __init__(self, ledger: Ledger, max_pending: int, max_wait_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        max_pending: int,
+        max_wait_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        settle_s: float = policy.SETTLE_S,
+    ) -> None:
         self.ledger = ledger
+        self.clock = clock  # injectable: bench/churn_replay.py runs it on simulated time
+        self.settle_s = settle_s
+        self._idle_since = float("-inf")  # when the hardware last went idle (inf: busy)
         self.max_pending = max_pending
         self.max_wait_s = max_wait_s
         self.queue: list[Ticket] = []
@@ -108,6 +122,29 @@ class Scheduler:
     ) -> None:
         """Queue `ticket` and return once its plan is granted; raise its refusal, QueueFull,
         ServiceBusy after `timeout_s`, or MediaClosed when the client went away meanwhile."""
+        self.enqueue(ticket)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not ticket.future.done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and self._on_its_way(ticket):
+                    remaining = CLIENT_POLL_S  # room is being made for it: not a busy wait
+                elif remaining <= 0:
+                    raise self.admission.busy_error(ticket, self.admission.plan_need(ticket) or 0)
+                poll = min(remaining, CLIENT_POLL_S) if client_gone else remaining
+                await asyncio.wait([ticket.future], timeout=poll)
+                if not ticket.future.done() and client_gone is not None and await client_gone():
+                    raise MediaClosed(f"the client went away while {ticket.label} waited")
+            ticket.future.result()
+            self.admitted += 1
+        except BaseException:
+            self._withdraw(ticket)
+            raise
+
+    def enqueue(self, ticket: Ticket) -> None:
+        """Queue `ticket` (stamped now) and run a dispatch pass, which may grant it at once;
+        raise QueueFull when `max_pending` plans already wait and it does not fit now."""
+        ticket.enqueued_at = self.clock()
         full = not ticket.urgent and sum(not t.urgent for t in self.queue) >= self.max_pending
         if full and not self._fits_now(ticket):
             self.refused_full += 1
@@ -123,19 +160,6 @@ class Scheduler:
             self.queue.append(ticket)
         try:
             self.dispatch()
-            deadline = time.monotonic() + timeout_s
-            while not ticket.future.done():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 and self._on_its_way(ticket):
-                    remaining = CLIENT_POLL_S  # room is being made for it: not a busy wait
-                elif remaining <= 0:
-                    raise self.admission.busy_error(ticket, self.admission.plan_need(ticket) or 0)
-                poll = min(remaining, CLIENT_POLL_S) if client_gone else remaining
-                await asyncio.wait([ticket.future], timeout=poll)
-                if not ticket.future.done() and client_gone is not None and await client_gone():
-                    raise MediaClosed(f"the client went away while {ticket.label} waited")
-            ticket.future.result()
-            self.admitted += 1
         except BaseException:
             self._withdraw(ticket)
             raise
@@ -175,14 +199,14 @@ class Scheduler:
         """Ask the policy about every queued plan, in `serve_order`, and carry out the answers."""
         for ticket in [t for t in self.queue if t.future.done()]:
             self.queue.remove(ticket)
-        now, queue = time.monotonic(), list(self.queue)  # granting takes plans out of the queue
+        now, queue = self.clock(), list(self.queue)  # granting takes plans out of the queue
         missing = [self.admission.missing(ticket) for ticket in queue]
         waiting = [
             Waiting(gone, ticket.urgent, self._overdue(ticket, now))
             for ticket, gone in zip(queue, missing, strict=True)
         ]
         wanted = {model_key(name) for ticket in queue for name in ticket.models}
-        room = Room(wanted, swapping=self._swapping())
+        room = Room(now, wanted, self._swap_at(now))
         for index in serve_order(waiting):
             ticket = queue[index]
             if missing[index] and missing[index] <= room.coming:
@@ -204,23 +228,24 @@ class Scheduler:
         decision = decide(
             need, free, incoming, candidates, admission.ceiling(ticket), waiting.overdue
         )
-        held = room.swapping and not (waiting.urgent or waiting.overdue)
+        held = room.now < room.swap_at and not (waiting.urgent or waiting.overdue)
         if decision.verdict is Verdict.ADMIT:
             self.queue.remove(ticket)
             admission.grant(ticket)
             ticket.future.set_result(None)
+            room.swap_at = float("inf")  # it loads or runs now: a swap waits for what it changes
         elif decision.verdict is Verdict.REFUSE:
             self.queue.remove(ticket)
             ticket.future.set_exception(admission.refusal(ticket, need))
         elif decision.verdict is Verdict.RECLAIM and held:
             # One swap at a time: the one under way may change what is wanted next.
-            self._wake_at(ticket.enqueued_at + self.max_wait_s)
+            self._wake_at(min(ticket.enqueued_at + self.max_wait_s, room.swap_at))
         elif decision.verdict is Verdict.RECLAIM:
             for victim in decision.victims:
                 ticket.incoming.add(victim.key)
                 admission.start_reclaim(victim.key, ticket.label)
             room.earmarked += min(free, need)
-            room.swapping = True
+            room.swap_at = float("inf")
         elif not incoming and not ticket.patient:
             self.queue.remove(ticket)
             ticket.future.set_exception(admission.busy_error(ticket, need))
@@ -233,11 +258,15 @@ class Scheduler:
     def _overdue(self, ticket: Ticket, now: float) -> bool:
         return ticket.urgent or now - ticket.enqueued_at >= self.max_wait_s
 
-    def _swapping(self) -> bool:
-        """A load, a reclaim for a queued plan or a request is under way: what it serves may
-        change what is wanted next, so a swap that is not overdue waits for it (the ideal
-        swaps only when every outstanding request waits on a missing model)."""
-        return self.admission.working() or any(self._incoming(ticket) for ticket in self.queue)
+    def _swap_at(self, now: float) -> float:
+        """When a swap that is not overdue may start (policy.swap_at), noting when the
+        hardware (loads, reclaims for queued plans, requests) went idle."""
+        busy = self.admission.working() or any(self._incoming(ticket) for ticket in self.queue)
+        if busy:
+            self._idle_since = float("inf")
+        elif self._idle_since == float("inf"):
+            self._idle_since = now  # it went idle just now
+        return policy.swap_at(busy, self._idle_since, self.settle_s)
 
     def _wake_at(self, when: float) -> None:
         """One timer for the earliest deferred request: dispatch again when it is overdue."""
@@ -246,13 +275,20 @@ class Scheduler:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = when
+        delay = max(0.0, when - self.clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
 
-        def fire() -> None:
-            self._timer, self._timer_at = None, float("inf")
-            self.dispatch()
+    @property
+    def wake_due(self) -> float:
+        """When the pending timer fires (inf: none); a simulated clock calls `wake` then."""
+        return self._timer_at
 
-        delay = max(0.0, when - time.monotonic())
-        self._timer = asyncio.get_running_loop().call_later(delay, fire)
+    def wake(self) -> None:
+        """The timer fired: a deferred request is overdue now."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, float("inf")
+        self.dispatch()
 
     def _on_its_way(self, ticket: Ticket) -> bool:
         """Claims are being reclaimed for it, or a model of its plan is unloading."""
