@@ -1,5 +1,5 @@
-"""zooserve.runtimes.allocator: after a frame-sized buffer is freed, the next one still comes from
-mmap (given back to the OS when freed) rather than from a heap that keeps it. Each case runs in a
+"""zooserve.runtimes.allocator: after a big buffer is freed, the next one still comes from mmap
+(given back to the OS when freed) rather than from a heap that keeps it. Each case runs in a
 fresh interpreter: malloc settings are process-wide and glibc's adaptive threshold moves once."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-FRAME = 640 * 272 * 3  # one decoded bikes.mp4 frame, RGB
+FRAME = 1280 * 720 * 3  # one decoded 720p frame, RGB: above the default 1 MB threshold
 
 PROBE = f"""
 import ctypes
@@ -41,12 +41,12 @@ def has_mallinfo2() -> bool:
 @pytest.mark.skipif(not has_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2)")
 @pytest.mark.parametrize(
     ("setting", "expected"),
-    [(None, "True True"), ("512", "True False"), ("0", "False False")],
+    [(None, "True True"), ("4096", "True False"), ("0", "False False")],
 )
 def test_a_freed_frame_does_not_move_the_next_one_into_the_heap(
     setting: str | None, expected: str
 ) -> None:
-    """Default 128 KB: the second frame is mmapped. 512 KB (above a frame) and 0 (glibc's
+    """Default 1 MB: the second frame is mmapped. 4 MB (above a frame) and 0 (glibc's
     adaptive threshold, what the server had before) put it on the heap."""
     env = {"ZOOSERVE_MALLOC_MMAP_THRESHOLD_KB": setting} if setting is not None else {}
     out = subprocess.run(

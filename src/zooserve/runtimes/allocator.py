@@ -1,14 +1,16 @@
 """glibc malloc settings for a long-running server, applied once at start-up.
 
 glibc serves a block of 128 KB or more with mmap and unmaps it when freed, but each such free
-also raises the mmap threshold to that block's size (up to 32 MB). After the first decoded
-frame (640x272 RGB: 522 KB) is freed, frames, crops and tensors of that size come from the
-per-thread heaps instead, where they fragment and stay: a 800-request soak (bench/soak.py) grew
-the server's RSS by ~400 MB before levelling off. Pinning the threshold (which also stops its
-adjustment) keeps big, short-lived buffers in mmap: the same soak grew ~100 MB, most of it in
-the first 240 requests (bench/README.md, "Soak").
+also raises the mmap threshold to that block's size (up to 32 MB). After the first big buffer
+(a decoded frame, an activation map) is freed, frames, crops and tensors of that size come from
+the per-thread heaps instead, where they fragment and stay: a 800-request soak (bench/soak.py)
+grew the server's RSS by ~380-400 MB. Pinning the threshold (which also stops its adjustment)
+keeps big, short-lived buffers in mmap. Where to pin it is a trade: at 128 KB every tensor of a
+forward pass is mapped and unmapped (page faults: a 35 ms YOLO request took 50 ms); at 1 MB the
+soak grew +75 MB (128 KB: +67 MB) and the request took 38 ms (glibc's own: 37 ms) — measured
+on a quiet 2-core machine, bench/README.md "Soak".
 
-Setting: `ZOOSERVE_MALLOC_MMAP_THRESHOLD_KB` (default 128; 0 leaves glibc's adaptive threshold).
+Setting: `ZOOSERVE_MALLOC_MMAP_THRESHOLD_KB` (default 1024; 0 leaves glibc's adaptive threshold).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ log = logging.getLogger("zooserve.runtimes.allocator")
 
 #: mallopt parameter number of M_MMAP_THRESHOLD (glibc malloc.h).
 M_MMAP_THRESHOLD = -3
-DEFAULT_MMAP_THRESHOLD_KB = 128
+DEFAULT_MMAP_THRESHOLD_KB = 1024
 SETTING = "ZOOSERVE_MALLOC_MMAP_THRESHOLD_KB"
 
 
