@@ -8,19 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import supervision as sv
-import torch
-from transformers import EdgeTamVideoModel, Sam2VideoProcessor
+from transformers import EdgeTamVideoModel
 
 from tests.conftest import TinyModels
 from tests.families.adapters import load_adapter
-from tests.tiny.sam2 import VIDEO_SIZE, sliding_video
+from tests.families.sam2.reference import BOXES, CASES, HEIGHT, WIDTH, reference
+from tests.tiny.sam2 import sliding_video
 from zooserve.core.errors import InvalidInput
 from zooserve.families.kinds import TrackPrompt
 from zooserve.families.sam2.edgetam import EdgeTamTracker
 from zooserve.tracking.kalman import mask_box
-
-HEIGHT, WIDTH = VIDEO_SIZE
-BOXES = {1: (30.0, 20.0, 90.0, 80.0), 2: (100.0, 10.0, 150.0, 60.0)}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -47,45 +44,13 @@ def run(
     return [tracker.step(session, i, frame) for i, frame in enumerate(frames)]
 
 
-def reference(
-    path: Path, frames: list[np.ndarray], **inputs: object
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """transformers' documented whole-video flow: masks (N, H, W) and presence (N,) per frame."""
-    processor = Sam2VideoProcessor.from_pretrained(path, local_files_only=True)
-    model = EdgeTamVideoModel.from_pretrained(path, local_files_only=True).eval()
-    session = processor.init_video_session(video=frames, inference_device="cpu")
-    processor.add_inputs_to_inference_session(session, frame_idx=0, **inputs)
-    results = []
-    with torch.inference_mode():
-        for out in model.propagate_in_video_iterator(session, start_frame_idx=0):
-            masks = processor.post_process_masks([out.pred_masks], [[HEIGHT, WIDTH]])[0]
-            results.append((masks[:, 0].numpy(), torch.sigmoid(out.object_score_logits).numpy()))
-    return results
-
-
-CASES = {
-    "two boxes": (
-        [TrackPrompt(1, 0, box=BOXES[1]), TrackPrompt(2, 0, box=BOXES[2])],
-        {"obj_ids": [1, 2], "input_boxes": [[list(BOXES[1]), list(BOXES[2])]]},
-    ),
-    "points": (
-        [TrackPrompt(7, 0, points=((60.0, 50.0), (140.0, 80.0)), point_labels=(1, 0))],
-        {
-            "obj_ids": 7,
-            "input_points": [[[[60.0, 50.0], [140.0, 80.0]]]],
-            "input_labels": [[[1, 0]]],
-        },
-    ),
-}
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_parity_with_whole_video_propagation(
     tracker: EdgeTamTracker, edgetam_path: Path, video: list[np.ndarray], case: str
 ) -> None:
     prompts, inputs = CASES[case]
     got = run(tracker, video, prompts)
-    expected = reference(edgetam_path, video, **inputs)
+    expected = reference(EdgeTamVideoModel, edgetam_path, video, **inputs)
     assert len(got) == len(expected) == len(video)
     for objects, (masks, probabilities) in zip(got, expected, strict=True):
         assert list(objects.tracker_id) == [p.object_id for p in prompts]
