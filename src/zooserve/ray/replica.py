@@ -66,11 +66,7 @@ def held_models(manager: ModelManager) -> set[str]:
     """Models this replica holds or is about to: loaded or loading here (idle or in use),
     or named by a plan waiting for admission."""
     resident = {n for n, s in manager.states.items() if s.status in (Status.LOADED, Status.LOADING)}
-    wanted = getattr(manager, "wanted_models", None)
-    if callable(wanted):
-        return resident | set(wanted())
-    # TODO: remove once ModelManager.wanted_models() is in (the manager is being rebuilt).
-    return resident | {m for ticket in manager.scheduler.queue for m in ticket.models}
+    return resident | manager.wanted_models()
 
 
 def unreachable_upload(request: Forwarded, exc: OSError) -> Reply:
