@@ -20,7 +20,6 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
 from zooserve.api.errors import MAX_REPORTED_ERRORS, clip_text
 from zooserve.api.request_guards import json_nesting_exceeds
@@ -28,7 +27,6 @@ from zooserve.api.request_settings import KEEP_ALIVE_DOC, apply_request_settings
 from zooserve.core.errors import (
     BadRequest,
     InvalidRequest,
-    MediaClosed,
     UploadNotStored,
     ZooError,
 )
@@ -115,8 +113,6 @@ async def _read_form(request: Request) -> FormData:
         )
     except HTTPException as exc:  # Starlette's 400 for a malformed or oversized form
         raise BadRequest(f"invalid multipart form: {exc.detail}") from exc
-    except ClientDisconnect as exc:  # the form streams in here, so a client may leave mid-way
-        raise MediaClosed("the client left during its upload") from exc
 
 
 def _save(upload: UploadFile, path: Path) -> None:
