@@ -22,13 +22,10 @@ import torch
 from transformers import (
     EdgeTamVideoConfig,
     EdgeTamVideoModel,
-    Sam2ImageProcessor,
-    Sam2VideoProcessor,
-    Sam2VideoVideoProcessor,
 )
 
 from tests.tiny.checkpoint import save_checkpoint, seeded
-from tests.tiny.sam2 import HIDDEN, IMAGE_SIZE, INIT_RANGE, MAX_OBJECT_POINTERS, MEMORY_CHANNELS
+from tests.tiny.sam2 import HIDDEN, IMAGE_SIZE, INIT_RANGE, processor, shared_parts
 
 CHANNELS = [8, 16, 32, 64]  # RepViT stages, strides 4, 8, 16, 32
 LATENT_SIDE = 2
@@ -62,27 +59,7 @@ def config() -> EdgeTamVideoConfig:
     }
     return EdgeTamVideoConfig(
         vision_config=vision,
-        prompt_encoder_config={
-            "hidden_size": HIDDEN,
-            "image_size": IMAGE_SIZE,
-            "patch_size": 16,
-            "mask_input_channels": 4,
-            "initializer_range": INIT_RANGE,
-        },
-        mask_decoder_config={
-            "hidden_size": HIDDEN,
-            "mlp_dim": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "iou_head_hidden_dim": 32,
-            "initializer_range": INIT_RANGE,
-        },
-        image_size=IMAGE_SIZE,
-        initializer_range=INIT_RANGE,
-        num_maskmem=7,
-        max_object_pointers_in_encoder=MAX_OBJECT_POINTERS,
-        memory_attention_hidden_size=HIDDEN,
-        memory_attention_num_layers=1,
+        **shared_parts(),
         memory_attention_mlp_hidden_size=64,
         memory_attention_rope_feat_sizes=[stride16, stride16],
         memory_attention_rope_k_sizes=[LATENT_SIDE, LATENT_SIDE],
@@ -90,12 +67,6 @@ def config() -> EdgeTamVideoConfig:
         perceiver_resampler_num_latents_2d=LATENT_SIDE**2,
         perceiver_resampler_mlp_intermediate_size=64,
         perceiver_resampler_num_layers=1,
-        memory_encoder_hidden_size=HIDDEN,
-        memory_encoder_output_channels=MEMORY_CHANNELS,
-        mask_downsampler_embed_dim=HIDDEN,
-        memory_fuser_embed_dim=HIDDEN,
-        memory_fuser_intermediate_dim=64,
-        memory_fuser_num_layers=1,
     )
 
 
@@ -104,11 +75,4 @@ def build(directory: Path) -> Path:
     model = seeded(EdgeTamVideoModel, config())
     with torch.no_grad():  # objects present (see OBJECT_SCORE_BIAS)
         model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(OBJECT_SCORE_BIAS)
-    size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    processor = Sam2VideoProcessor(
-        image_processor=Sam2ImageProcessor(
-            size=size, mask_size={"height": IMAGE_SIZE // 4, "width": IMAGE_SIZE // 4}
-        ),
-        video_processor=Sam2VideoVideoProcessor(size=size),
-    )
-    return save_checkpoint(directory, model, processor)
+    return save_checkpoint(directory, model, processor())

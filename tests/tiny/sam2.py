@@ -75,14 +75,25 @@ def config() -> Sam2VideoConfig:
     )
     return Sam2VideoConfig(
         vision_config=vision.to_dict(),
-        prompt_encoder_config={
+        **shared_parts(),
+        memory_attention_num_attention_heads=1,
+        memory_attention_feed_forward_hidden_size=64,
+        memory_attention_rope_feat_sizes=[stride16, stride16],
+    )
+
+
+def shared_parts() -> dict[str, object]:
+    """The video-config keywords SAM 2 and EdgeTAM (tests/tiny/edgetam.py) share: prompt
+    encoder, mask decoder, memory bank and fuser, all at the one hidden size."""
+    return {
+        "prompt_encoder_config": {
             "hidden_size": HIDDEN,
             "image_size": IMAGE_SIZE,
             "patch_size": 16,
             "mask_input_channels": 4,
             "initializer_range": INIT_RANGE,
         },
-        mask_decoder_config={
+        "mask_decoder_config": {
             "hidden_size": HIDDEN,
             "mlp_dim": 64,
             "num_hidden_layers": 2,
@@ -90,35 +101,35 @@ def config() -> Sam2VideoConfig:
             "iou_head_hidden_dim": 32,
             "initializer_range": INIT_RANGE,
         },
-        image_size=IMAGE_SIZE,
-        initializer_range=INIT_RANGE,
-        num_maskmem=7,
-        max_object_pointers_in_encoder=MAX_OBJECT_POINTERS,
-        memory_attention_hidden_size=HIDDEN,
-        memory_attention_num_layers=1,
-        memory_attention_num_attention_heads=1,
-        memory_attention_feed_forward_hidden_size=64,
-        memory_attention_rope_feat_sizes=[stride16, stride16],
-        memory_encoder_hidden_size=HIDDEN,
-        memory_encoder_output_channels=MEMORY_CHANNELS,
-        mask_downsampler_embed_dim=HIDDEN,
-        memory_fuser_embed_dim=HIDDEN,
-        memory_fuser_intermediate_dim=64,
-        memory_fuser_num_layers=1,
-    )
+        "image_size": IMAGE_SIZE,
+        "initializer_range": INIT_RANGE,
+        "num_maskmem": 7,
+        "max_object_pointers_in_encoder": MAX_OBJECT_POINTERS,
+        "memory_attention_hidden_size": HIDDEN,
+        "memory_attention_num_layers": 1,
+        "memory_encoder_hidden_size": HIDDEN,
+        "memory_encoder_output_channels": MEMORY_CHANNELS,
+        "mask_downsampler_embed_dim": HIDDEN,
+        "memory_fuser_embed_dim": HIDDEN,
+        "memory_fuser_intermediate_dim": 64,
+        "memory_fuser_num_layers": 1,
+    }
 
 
-def build(directory: Path) -> Path:
-    """Save a seeded tiny `Sam2VideoModel` and its processor into `directory`."""
-    model = seeded(Sam2VideoModel, config())
+def processor() -> Sam2VideoProcessor:
+    """The video processor at the tiny input size (EdgeTAM runs with SAM 2's as well)."""
     size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    processor = Sam2VideoProcessor(
+    return Sam2VideoProcessor(
         image_processor=Sam2ImageProcessor(
             size=size, mask_size={"height": IMAGE_SIZE // 4, "width": IMAGE_SIZE // 4}
         ),
         video_processor=Sam2VideoVideoProcessor(size=size),
     )
-    return save_checkpoint(directory, model, processor)
+
+
+def build(directory: Path) -> Path:
+    """Save a seeded tiny `Sam2VideoModel` and its processor into `directory`."""
+    return save_checkpoint(directory, seeded(Sam2VideoModel, config()), processor())
 
 
 VIDEO_SIZE = (96, 160)  # height, width
