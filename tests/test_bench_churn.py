@@ -163,13 +163,14 @@ def test_the_real_scheduler_replayed_needs_at_most_1_2x_the_ideal(
     zoo: str, popularity: str
 ) -> None:
     """Issue #18 item 1: the real scheduler and policy on simulated time (churn_replay.py),
-    240 requests from 8 closed-loop clients, loads of 0.3 s and 1 s, the default age cap. It
+    240 requests from 8 closed-loop clients, loads of 0.05 s (this CPU's tiny OWLv2), 0.3 s
+    and 1 s, the default age cap. It
     needed 1.5x the ideal (1.65x with the 1 s cap) when it swapped the moment the last request
     ended, before that client asked again, and started a second swap beside a load it had
     just admitted; arrival order needs 2-3x. Counts loads: no timing is asserted."""
     ratios = [
         row["ratio"]
-        for load_s in (0.3, 1.0)
+        for load_s in (0.05, 0.3, 1.0)
         for row in churn_replay.ratios(
             range(1, 6), popularity, zoo, AGE_CAP_S, timing=churn_replay.Timing(load_s)
         )
@@ -177,3 +178,19 @@ def test_the_real_scheduler_replayed_needs_at_most_1_2x_the_ideal(
     assert sum(ratios) / len(ratios) <= 1.2
     arrival = churn_replay.ratios([1], popularity, zoo, max_wait_s=0.0)
     assert arrival[0]["ratio"] >= 1.8  # the replay tells a thrashing order apart
+
+
+@pytest.mark.parametrize("zoo", ["equal", "unequal"])
+@pytest.mark.parametrize("popularity", ["uniform", "skewed"])
+def test_with_dear_loads_the_replayed_tail_and_wall_beat_arrival_order(
+    zoo: str, popularity: str
+) -> None:
+    """Issue #18 item 2's other goals, where they can be had together with few loads: with
+    1 s loads (a GPU model's are seconds) the replayed p99 and wall time are no worse than
+    arrival order's on the same sequences (simulated seconds: deterministic, not a timing of
+    this machine). With 0.05 s loads they are worse: bench/README "Churn" has the trade-off."""
+    timing = churn_replay.Timing(load_s=1.0)
+    ours = churn_replay.ratios(range(1, 6), popularity, zoo, AGE_CAP_S, timing=timing)
+    arrival = churn_replay.ratios(range(1, 6), popularity, zoo, 0.0, timing=timing)
+    for key in ("p99_s", "seconds"):
+        assert sum(r[key] for r in ours) <= sum(r[key] for r in arrival)

@@ -114,3 +114,18 @@ async def test_a_swap_waits_for_the_next_request_of_the_client_just_answered(
     await asyncio.wait_for(asyncio.gather(lease_once(manager, "b"), for_c), 10)
     assert SizedModel.loads == ["b", "a", "c"]  # b was not loaded a second time
     await manager.close()
+
+
+async def test_a_swap_evicts_what_recent_requests_asked_for_least(tmp_path: Path) -> None:
+    """Room for two. "a" is the hot model (asked for five times), "b" was used last (once).
+    A request for "c" while neither is wanted by a queued request evicts b: by recency alone
+    (the ideal's LRU) a would go and its next request, the likeliest, would load it again."""
+    manager = manager_for(tmp_path, 5, "abc")
+    for _ in range(5):
+        await lease_once(manager, "a")
+    await lease_once(manager, "b")
+    await asyncio.wait_for(lease_once(manager, "c"), 10)
+    evicted = [e.model for e in manager.events.recent() if e.kind == "evict"]
+    assert evicted == ["b"]
+    assert sorted(manager.loaded_models()) == ["a", "c"]
+    await manager.close()

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from zooserve.manager.claims import Reclaim
@@ -32,6 +31,10 @@ class Candidate:
     #: A queued plan needs it: evicting it would mean loading it again for that plan (a swap
     #: back and forth); spared until the request is overdue (waited `max_wait_s`).
     in_demand: bool = False
+    #: How many of the last plans asked for it (scheduler.RECENT_PLANS): with no queued plan
+    #: needing any of them, the one asked for most is likeliest to be asked for next, so a
+    #: skewed load's hot model is not what a swap takes out.
+    recently_asked: int = 0
 
     @property
     def kept_until(self) -> float:
@@ -56,9 +59,11 @@ class Decision:
 
 
 def reclaim_order(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Expired keep-alive first, then those not in demand, then least recently used with
-    reload cost counted in (`kept_until`)."""
-    return sorted(candidates, key=lambda c: (not c.expired, c.in_demand, c.kept_until))
+    """Expired keep-alive first, then those not in demand, then the least asked for lately,
+    then least recently used with reload cost counted in (`kept_until`)."""
+    return sorted(
+        candidates, key=lambda c: (not c.expired, c.in_demand, c.recently_asked, c.kept_until)
+    )
 
 
 def decide(
@@ -111,21 +116,47 @@ class Waiting:
     missing: frozenset[str]  # models of its plan that are not loaded or loading
     urgent: bool = False  # a loading model's growth: its load waits on it
     overdue: bool = False  # waited `max_wait_s`
+    waited_s: float = 0.0  # since it was queued
 
 
-def serve_order(waiting: Sequence[Waiting]) -> list[int]:
+#: Seconds a load of a model never loaded yet is taken to last, in `serve_order`'s weights.
+UNMEASURED_LOAD_S = 1.0
+#: The shortest load time a weight divides by: a measured 0.001 s would make age all.
+MIN_LOAD_S = 0.01
+
+
+def demand(
+    waiting: Sequence[Waiting], load_seconds: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Outstanding demand for each missing model: each plan missing it counts one, plus one
+    for every load time of that model it has waited. Fewest loads wants the most wanted model
+    first; a plan for a less wanted one would then wait through one swap after another, so
+    waiting as long as a load takes weighs as much as another plan: when loads are dear the
+    count decides, when they are cheap the oldest plan does (issue #18: p99)."""
+    found: dict[str, float] = {}
+    for plan in waiting:
+        for name in plan.missing:
+            load_s = max(MIN_LOAD_S, (load_seconds or {}).get(name, UNMEASURED_LOAD_S))
+            found[name] = found.get(name, 0.0) + 1 + plan.waited_s / load_s
+    return found
+
+
+def serve_order(
+    waiting: Sequence[Waiting], load_seconds: Mapping[str, float] | None = None
+) -> list[int]:
     """The order (indices of `waiting`, which is in arrival order) in which a dispatch pass
     asks about the queued plans: urgent first, then the overdue by age (the age cap), then by
-    the outstanding demand for the models they miss, most first, so the model most queued
+    the outstanding `demand` for the models they miss, most first, so the model most queued
     plans want loads first and everything queued for it is admitted with it. A plan missing
-    no model (its models are resident, or it claims bytes beside them) counts as one."""
-    demand = Counter(name for plan in waiting for name in plan.missing)
+    no model (its models are resident, or it claims bytes beside them) counts as one.
+    `load_seconds`: each model's last measured load time (UNMEASURED_LOAD_S where absent)."""
+    wanted_by = demand(waiting, load_seconds)
 
-    def rank(index: int) -> tuple[bool, bool, int, int]:
+    def rank(index: int) -> tuple[bool, bool, float, int]:
         plan = waiting[index]
         if plan.urgent or plan.overdue:
             return (not plan.urgent, not plan.overdue, 0, index)
-        wanted = max((demand[name] for name in plan.missing), default=1)
+        wanted = max((wanted_by[name] for name in plan.missing), default=1.0)
         return (True, True, -wanted, index)
 
     return sorted(range(len(waiting)), key=rank)

@@ -19,7 +19,9 @@ injected, so bench/churn_replay.py runs this very scheduler on simulated time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,6 +33,10 @@ from zooserve.manager.policy import Candidate, Verdict, Waiting, decide, serve_o
 
 #: How often a queued request checks whether its client is still there (seconds).
 CLIENT_POLL_S = 0.5
+#: How many of the latest plans count as "recently asked" when choosing what a swap evicts
+#: (policy.Candidate.recently_asked): enough to tell a hot model from the tail, few enough
+#: to follow a change of what clients ask for within a few dozen requests.
+RECENT_PLANS = 32
 
 
 @dataclass(eq=False)
@@ -60,6 +66,7 @@ class Room:
     swap_at: float  # when a swap that is not overdue may start (policy.swap_at)
     earmarked: int = 0  # free bytes kept for plans that room is being made for
     coming: frozenset[str] = frozenset()  # models room is being made for
+    asked: Counter[str] = field(default_factory=Counter)  # claim key -> recent plans for it
 
 
 class Admission(Protocol):
@@ -67,6 +74,7 @@ class Admission(Protocol):
 
     def plan_need(self, ticket: Ticket) -> int | None: ...
     def missing(self, ticket: Ticket) -> frozenset[str]: ...
+    def load_seconds(self, name: str) -> float | None: ...
     def working(self) -> bool: ...
     def candidates(self, exclude: set[str], wanted: Collection[str]) -> list[Candidate]: ...
     def ceiling(self, ticket: Ticket) -> int: ...
@@ -99,6 +107,8 @@ class Scheduler:
         self.max_pending = max_pending
         self.max_wait_s = max_wait_s
         self.queue: list[Ticket] = []
+        #: Claim keys of the models the latest plans asked for, newest last.
+        self.recent: deque[str] = deque(maxlen=RECENT_PLANS)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self.admitted = 0
@@ -145,6 +155,8 @@ class Scheduler:
         """Queue `ticket` (stamped now) and run a dispatch pass, which may grant it at once;
         raise QueueFull when `max_pending` plans already wait and it does not fit now."""
         ticket.enqueued_at = self.clock()
+        if not ticket.urgent:  # a holder's growth is not a new ask
+            self.recent.extend(model_key(name) for name in ticket.models)
         full = not ticket.urgent and sum(not t.urgent for t in self.queue) >= self.max_pending
         if full and not self._fits_now(ticket):
             self.refused_full += 1
@@ -202,12 +214,17 @@ class Scheduler:
         now, queue = self.clock(), list(self.queue)  # granting takes plans out of the queue
         missing = [self.admission.missing(ticket) for ticket in queue]
         waiting = [
-            Waiting(gone, ticket.urgent, self._overdue(ticket, now))
+            Waiting(gone, ticket.urgent, self._overdue(ticket, now), now - ticket.enqueued_at)
             for ticket, gone in zip(queue, missing, strict=True)
         ]
+        load_seconds = {
+            name: seconds
+            for name in set().union(*missing)
+            if (seconds := self.admission.load_seconds(name)) is not None
+        }
         wanted = {model_key(name) for ticket in queue for name in ticket.models}
-        room = Room(now, wanted, self._swap_at(now))
-        for index in serve_order(waiting):
+        room = Room(now, wanted, self._swap_at(now), asked=Counter(self.recent))
+        for index in serve_order(waiting, load_seconds):
             ticket = queue[index]
             if missing[index] and missing[index] <= room.coming:
                 continue  # an earlier plan is making room for the same models: it comes with it
@@ -224,7 +241,10 @@ class Scheduler:
         free = max(0, self.ledger.free_bytes() - room.earmarked)
         incoming = self._incoming(ticket)
         exclude = {model_key(name) for name in ticket.models} | {c.key for c in ticket.extras}
-        candidates = admission.candidates(exclude, room.wanted)
+        candidates = [
+            dataclasses.replace(c, recently_asked=room.asked[c.key])
+            for c in admission.candidates(exclude, room.wanted)
+        ]
         decision = decide(
             need, free, incoming, candidates, admission.ceiling(ticket), waiting.overdue
         )
