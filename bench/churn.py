@@ -174,6 +174,8 @@ RUNS: dict[str, tuple[bool, float | None]] = {
     "arrival-order": (False, 0.0),
     "arrival-wrong": (True, 0.0),
     "age-cap-10s": (False, 10.0),
+    "age-cap-1s": (False, 1.0),
+    "age-cap-0.3s": (False, 0.3),
 }
 
 

@@ -164,9 +164,6 @@ class Replay:
         gone = ("unloaded", "unloading")
         return frozenset(n for n in ticket.models if self.models[n].status in gone)
 
-    def load_seconds(self, name: str) -> float | None:
-        return self.models[name].reload_s or None
-
     def working(self) -> bool:
         return any(m.status == "loading" or m.refcount for m in self.models.values())
 

@@ -59,7 +59,7 @@ def summary(reports: list[dict[str, Any]]) -> str:
                 size,
                 shape,
                 len(group),
-                statistics.median(ratios),
+                round(statistics.median(ratios), 2),
                 max(ratios),
                 _median(group, "p99_ms"),
                 _median(baseline, "p99_ms"),
@@ -87,7 +87,7 @@ def summary(reports: list[dict[str, Any]]) -> str:
 
 
 def _median(group: list[dict[str, Any]], key: str) -> float | str:
-    return statistics.median(r[key] for r in group) if group else "n/a"
+    return round(statistics.median(r[key] for r in group), 2) if group else "n/a"
 
 
 def _markdown(header: list[str], rows: list[list[Any]]) -> str:

@@ -20,7 +20,6 @@ from zooserve.manager.policy import (
     Verdict,
     Waiting,
     decide,
-    demand,
     reclaim_order,
     serve_order,
     swap_at,
@@ -338,6 +337,7 @@ candidates = st.lists(
         last_used=st.integers(0, 5).map(float),
         reload_seconds=st.integers(0, 3).map(float),
         in_demand=st.booleans(),
+        recently_asked=st.integers(0, 3),
     ),
     max_size=6,
 )
@@ -382,10 +382,8 @@ def test_decide_property(
     )
 
 
-def plan(
-    *missing: str, urgent: bool = False, overdue: bool = False, waited_s: float = 0.0
-) -> Waiting:
-    return Waiting(frozenset(missing), urgent, overdue, waited_s)
+def plan(*missing: str, urgent: bool = False, overdue: bool = False) -> Waiting:
+    return Waiting(frozenset(missing), urgent, overdue)
 
 
 # (case, queued plans in arrival order, the order asked)
@@ -411,49 +409,7 @@ ORDERS: list[tuple[Any, ...]] = [
         [plan("a", overdue=True), plan("b", overdue=True), plan("b", overdue=True)],
         [0, 1, 2],
     ),
-    # issue #18, p99: waiting one load time (1 s when never measured) weighs as one more plan
-    (
-        "a plan that waited two load times outweighs two fresh ones",
-        [plan("b", waited_s=2.5), plan("c"), plan("c")],
-        [0, 1, 2],
-    ),
-    (
-        "one that waited less than a load time does not",
-        [plan("b", waited_s=0.5), plan("c"), plan("c")],
-        [1, 2, 0],
-    ),
 ]
-
-# (case, queued plans, measured load seconds, the order asked)
-TIMED_ORDERS: list[tuple[Any, ...]] = [
-    (
-        "dear loads: the count decides (0.5 s waited is a tenth of a 5 s load)",
-        [plan("b", waited_s=0.5), plan("c", waited_s=0.1), plan("c", waited_s=0.1)],
-        {"b": 5.0, "c": 5.0},
-        [1, 2, 0],
-    ),
-    (
-        "cheap loads: the oldest decides (0.5 s waited is ten 0.05 s loads)",
-        [plan("b", waited_s=0.5), plan("c", waited_s=0.1), plan("c", waited_s=0.1)],
-        {"b": 0.05, "c": 0.05},
-        [0, 1, 2],
-    ),
-    (
-        "each model weighs by its own load time",
-        [plan("b", waited_s=1.0), plan("c", waited_s=1.0)],
-        {"b": 10.0, "c": 0.1},
-        [1, 0],
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("plans", "load_seconds", "expected"), [pytest.param(*c[1:], id=c[0]) for c in TIMED_ORDERS]
-)
-def test_serve_order_weighs_waiting_by_load_time(
-    plans: list[Waiting], load_seconds: dict[str, float], expected: list[int]
-) -> None:
-    assert serve_order(plans, load_seconds) == expected
 
 
 @pytest.mark.parametrize(("plans", "expected"), [pytest.param(*c[1:], id=c[0]) for c in ORDERS])
@@ -467,31 +423,22 @@ waiting_plans = st.lists(
         missing=st.frozensets(st.sampled_from("abcd"), max_size=2),
         urgent=st.booleans(),
         overdue=st.booleans(),
-        waited_s=st.sampled_from([0.0, 0.4, 1.0, 3.0]),
     ),
     max_size=8,
 )
 
 
 @settings(max_examples=300, derandomize=True, database=None)
-@given(
-    plans=waiting_plans,
-    load_seconds=st.dictionaries(st.sampled_from("abcd"), st.sampled_from([0.0, 0.05, 1.0, 8.0])),
-)
-def test_serve_order_property(plans: list[Waiting], load_seconds: dict[str, float]) -> None:
+@given(plans=waiting_plans)
+def test_serve_order_property(plans: list[Waiting]) -> None:
     """A permutation; urgent plans first, then overdue ones, each group by age; then the rest
-    by demand (none before one wanting more), arrival order among equals. Demand is at least
-    the count of plans missing a model, and grows with their waiting."""
-    order = serve_order(plans, load_seconds)
+    by demand (none before one wanting more), arrival order among equals."""
+    order = serve_order(plans)
     assert sorted(order) == list(range(len(plans)))
     classes = [(not plans[i].urgent, not plans[i].overdue) for i in order]
     assert classes == sorted(classes)
-    by_model = demand(plans, load_seconds)
-    for name, weight in by_model.items():
-        missing_it = [p for p in plans if name in p.missing]
-        assert weight >= len(missing_it)
-        assert (weight == len(missing_it)) == all(p.waited_s == 0 for p in missing_it)
-    wanted = [max((by_model[m] for m in plans[i].missing), default=1.0) for i in order]
+    demand = [m for p in plans for m in p.missing]
+    wanted = [max((demand.count(m) for m in plans[i].missing), default=1) for i in order]
     ranked = list(zip(classes, wanted, order, strict=True))
     for (class_a, wants_a, index_a), (class_b, wants_b, index_b) in pairwise(ranked):
         if class_a == class_b == (True, True):  # neither urgent nor overdue: by demand

@@ -68,11 +68,6 @@ class LedgerAdmission:
         gone = (Status.UNLOADED, Status.UNLOADING)
         return frozenset(name for name in ticket.models if self.states[name].status in gone)
 
-    def load_seconds(self, name: str) -> float | None:
-        """How long `name`'s last load took, or None if it never loaded."""
-        state = self.states.get(name)
-        return state.last_load_seconds if state else None
-
     def working(self) -> bool:
         """A model is loading (or waking from the host tier) or leased by a request."""
         return any(s.status is Status.LOADING or s.refcount for s in self.states.values())

@@ -74,7 +74,6 @@ class Admission(Protocol):
 
     def plan_need(self, ticket: Ticket) -> int | None: ...
     def missing(self, ticket: Ticket) -> frozenset[str]: ...
-    def load_seconds(self, name: str) -> float | None: ...
     def working(self) -> bool: ...
     def candidates(self, exclude: set[str], wanted: Collection[str]) -> list[Candidate]: ...
     def ceiling(self, ticket: Ticket) -> int: ...
@@ -214,17 +213,12 @@ class Scheduler:
         now, queue = self.clock(), list(self.queue)  # granting takes plans out of the queue
         missing = [self.admission.missing(ticket) for ticket in queue]
         waiting = [
-            Waiting(gone, ticket.urgent, self._overdue(ticket, now), now - ticket.enqueued_at)
+            Waiting(gone, ticket.urgent, self._overdue(ticket, now))
             for ticket, gone in zip(queue, missing, strict=True)
         ]
-        load_seconds = {
-            name: seconds
-            for name in set().union(*missing)
-            if (seconds := self.admission.load_seconds(name)) is not None
-        }
         wanted = {model_key(name) for ticket in queue for name in ticket.models}
         room = Room(now, wanted, self._swap_at(now), asked=Counter(self.recent))
-        for index in serve_order(waiting, load_seconds):
+        for index in serve_order(waiting):
             ticket = queue[index]
             if missing[index] and missing[index] <= room.coming:
                 continue  # an earlier plan is making room for the same models: it comes with it
