@@ -26,6 +26,7 @@ from zooserve.manager import ModelManager
 from zooserve.media import MediaSource
 from zooserve.media.samples import install_samples
 from zooserve.pipelines.detect import detect
+from zooserve.pipelines.detecting import batch_size, batches
 from zooserve.pipelines.selection import selected_model
 from zooserve.runtimes.memory import MB
 from zooserve_bench.report import failed_row, markdown_table, render_rows
@@ -129,11 +130,16 @@ async def _side_by_side(
     numbers = sorted(images)
     body = {"video_path": video, "model": name, "confidence_threshold": 0.3}
 
+    size = batch_size(manager.state(name).spec)
+
     async def adapter(frames: list[int]) -> None:
+        """The model's calls on the very batches the pipeline makes: the pipeline's share is
+        then its decoding and bookkeeping, not a batch size the adapter was given."""
         async with manager.use(name) as leased:
             assert isinstance(leased, Detector)
             prompts = manager.config.default_prompts if leased.open_vocabulary else None
-            await manager.infer(leased.detect, [images[n] for n in frames], prompts, 0.3)
+            for batch in batches(frames, size):
+                await manager.infer(leased.detect, [images[n] for n in batch], prompts, 0.3)
 
     async def pipeline(frames: list[int]) -> None:
         await detect(manager, video, frames, model=name, confidence_threshold=0.3)
