@@ -119,11 +119,15 @@ async def test_a_swap_waits_for_the_next_request_of_the_client_just_answered(
 async def test_a_swap_evicts_what_recent_requests_asked_for_least(tmp_path: Path) -> None:
     """Room for two. "a" is the hot model (asked for five times), "b" was used last (once).
     A request for "c" while neither is wanted by a queued request evicts b: by recency alone
-    (the ideal's LRU) a would go and its next request, the likeliest, would load it again."""
+    (the ideal's LRU) a would go and its next request, the likeliest, would load it again.
+    Both reloads are set to 1 s (these tiny modules load in milliseconds, which would let
+    the outcome hinge on the clock between two leases)."""
     manager = manager_for(tmp_path, 5, "abc")
     for _ in range(5):
         await lease_once(manager, "a")
     await lease_once(manager, "b")
+    for name in "ab":
+        manager.states[name].last_load_seconds = 1.0
     await asyncio.wait_for(lease_once(manager, "c"), 10)
     evicted = [e.model for e in manager.events.recent() if e.kind == "evict"]
     assert evicted == ["b"]

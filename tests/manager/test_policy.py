@@ -310,16 +310,20 @@ def test_reclaim_order() -> None:
     ]
 
 
-def test_the_least_asked_for_lately_goes_before_the_least_recently_used() -> None:
-    """Issue #18, skewed popularity: the hot model, idle for a moment when a swap is decided,
-    was used longer ago than a tail model, but recent requests asked for it most: the tail
-    model goes. Both beat in-demand and expired claims as before."""
-    hot = idle("hot", 4, last_used=1.0, recently_asked=20)
-    tail = idle("tail", 4, last_used=9.0, recently_asked=2)
+def test_recent_asks_multiply_the_reload_cost() -> None:
+    """Issue #18, skewed popularity (GreedyDual-Size-Frequency): the hot model, idle for a
+    moment when a swap is decided, was used longer ago than a tail model, but recent requests
+    asked for it 20 times: it counts as used at 1 + 20 x 1 s, the tail model at 9 + 2 x 1 s,
+    so the tail model goes. An engine no plan asks for by name counts as asked once (its old
+    GreedyDual priority); in-demand and expired claims keep their places."""
+    hot = idle("hot", 4, last_used=1.0, reload_seconds=1.0, recently_asked=20)  # 21
+    tail = idle("tail", 4, last_used=9.0, reload_seconds=1.0, recently_asked=2)  # 11
+    engine = Candidate("engine:vllm", 6, Reclaim.SLEEP, last_used=4.0, reload_seconds=3.0)  # 7
     wanted_hot = idle("wanted", 4, last_used=0.0, in_demand=True, recently_asked=0)
     stale = idle("stale", 4, expired=True, last_used=5.0, recently_asked=30)
-    ordered = reclaim_order([hot, wanted_hot, tail, stale])
-    assert [c.key for c in ordered] == ["stale", "tail", "hot", "wanted"]
+    ordered = reclaim_order([hot, wanted_hot, tail, engine, stale])
+    assert [c.key for c in ordered] == ["stale", "engine:vllm", "tail", "hot", "wanted"]
+    assert engine.kept_until == 7.0 and hot.kept_until == 21.0
 
 
 def test_an_expired_claim_goes_before_an_older_one_that_is_not() -> None:

@@ -5,8 +5,9 @@ request: given the bytes it still needs, the free bytes, the bytes already being
 it and the claims room could be made from now, admit it, reclaim these claims for it, let it
 wait, or refuse it (`decide`). Demand is what is outstanding (issue #18): a claim is in demand
 while a queued plan needs it, and the missing model most queued plans want is loaded first;
-among idle claims none needs, the one recent requests asked for least is evicted first. A swap
-that is not overdue starts only once the hardware is idle and settled (`swap_at`).
+among idle claims none needs, the one used longest ago goes first, its reload seconds times
+its recent asks counted as later use (GreedyDual-Size-Frequency). A swap that is not overdue
+starts only once the hardware is idle and settled (`swap_at`).
 """
 
 from __future__ import annotations
@@ -33,17 +34,18 @@ class Candidate:
     #: A queued plan needs it: evicting it would mean loading it again for that plan (a swap
     #: back and forth); spared until the request is overdue (waited `max_wait_s`).
     in_demand: bool = False
-    #: How many of the last plans asked for it (scheduler.RECENT_PLANS): with no queued plan
-    #: needing any of them, the one asked for most is likeliest to be asked for next, so a
-    #: skewed load's hot model is not what a swap takes out.
+    #: How many of the last plans asked for it (scheduler.RECENT_PLANS); 0 for claims no plan
+    #: asks for by name (engines, sessions), which then count as asked once.
     recently_asked: int = 0
 
     @property
     def kept_until(self) -> float:
-        """GreedyDual's priority: a claim counts as used as many seconds later as getting it
-        back would take (a reload's measured seconds already grow with its bytes), so among
-        equally idle claims the costlier one stays and a cheap one goes first."""
-        return self.last_used + self.reload_seconds
+        """GreedyDual-Size-Frequency's priority: a claim counts as used as many seconds later
+        as getting it back would take (a reload's measured seconds already grow with its
+        bytes) times how often it was asked for lately, so among equally idle claims the
+        costlier and the more wanted stay: a skewed load's hot model, idle for a moment when a
+        swap is decided, is not what the swap takes out (issue #18)."""
+        return self.last_used + self.reload_seconds * max(1, self.recently_asked)
 
 
 class Verdict(enum.StrEnum):
@@ -61,11 +63,9 @@ class Decision:
 
 
 def reclaim_order(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Expired keep-alive first, then those not in demand, then the least asked for lately,
-    then least recently used with reload cost counted in (`kept_until`)."""
-    return sorted(
-        candidates, key=lambda c: (not c.expired, c.in_demand, c.recently_asked, c.kept_until)
-    )
+    """Expired keep-alive first, then those not in demand, then least recently used with
+    reload cost and recent asks counted in (`kept_until`)."""
+    return sorted(candidates, key=lambda c: (not c.expired, c.in_demand, c.kept_until))
 
 
 def decide(
