@@ -23,11 +23,13 @@ class SlowDisk(JobStore):
         super().__init__(path)
         self.hold = hold
         self.gate = threading.Event()
+        self.holding = threading.Event()  # a held write has started and waits on the gate
         self.written: list[str] = []
 
     def save(self, job: Job) -> None:
         row = dataclasses.replace(job)
         if row.status == self.hold:
+            self.holding.set()
             self.gate.wait(timeout=10)
         super().save(row)
         self.written.append(row.status)
@@ -65,12 +67,15 @@ async def test_a_job_cancelled_as_it_starts_ends_cancelled_in_memory_and_on_disk
     tmp_path: Path,
 ) -> None:
     """The cancel lands while the job's "running" row is being written (before its task ran).
-    The job must end "cancelled", and the slow "running" write must not land after it."""
+    The job must end "cancelled", and the slow "running" write must not land after it. The
+    cancel waits until the write is on the disk thread: a cancel before the writer picked it
+    up withdraws the write altogether (another interleaving, which a busy CI machine hit)."""
     store = SlowDisk(tmp_path / "jobs.sqlite3", hold="running")
     runner = JobRunner(store, {"wait": never_ends}, max_queued=10)
     await runner.start()
     job = await runner.submit("wait", {})
-    await until(lambda: job.status == "running", "the job started")
+    await until(store.holding.is_set, "the running row's write started")
+    assert job.status == "running"
     cancelling = asyncio.create_task(runner.cancel(job.id))
     await asyncio.sleep(0.01)
     store.gate.set()
