@@ -113,6 +113,15 @@ def test_json_bodies_have_a_small_limit_of_their_own(
     assert load_config(write(tmp_path, MINIMAL)).max_json_mb == 0.5
 
 
+def test_swap_settling_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).swap_settle_ms == 50
+    monkeypatch.setenv("ZOOSERVE_SWAP_SETTLE_MS", "120")
+    assert load_config(write(tmp_path, MINIMAL)).swap_settle_ms == 120
+    monkeypatch.setenv("ZOOSERVE_SWAP_SETTLE_MS", "-1")
+    with pytest.raises(ConfigError, match="swap_settle_ms"):
+        load_config(write(tmp_path, MINIMAL))
+
+
 def test_keep_alive_durations() -> None:
     assert catalog.parse_keep_alive("5m") == 300
     assert catalog.parse_keep_alive("250ms") == 0.25

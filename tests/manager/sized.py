@@ -108,6 +108,7 @@ def make_manager(
             "device": "cpu",
             "memory_budget_mb": budget_mb,
             "admission_timeout_s": kw.pop("timeout", 0.5),
+            **kw.pop("settings", {}),
             "models": specs,
             "base_dir": tmp_path,
         }

@@ -17,8 +17,10 @@ from zooserve.manager import ModelManager
 AGE_CAP_S = 600.0
 
 
-def manager_for(tmp_path: Path, budget_mb: float, names: str) -> ModelManager:
-    manager = make_manager(tmp_path, budget_mb, {n: model(2) for n in names}, timeout=10)
+def manager_for(tmp_path: Path, budget_mb: float, names: str, **settings: float) -> ModelManager:
+    manager = make_manager(
+        tmp_path, budget_mb, {n: model(2) for n in names}, timeout=10, settings=settings
+    )
     manager.scheduler.max_wait_s = AGE_CAP_S
     return manager
 
@@ -132,4 +134,25 @@ async def test_a_swap_evicts_what_recent_requests_asked_for_least(tmp_path: Path
     evicted = [e.model for e in manager.events.recent() if e.kind == "evict"]
     assert evicted == ["b"]
     assert sorted(manager.loaded_models()) == ["a", "c"]
+    await manager.close()
+
+
+async def test_without_settling_the_swap_goes_before_the_answered_client_asks_again(
+    tmp_path: Path,
+) -> None:
+    """The case above with `swap_settle_ms: 0`: the swap is decided the moment a's lease ends,
+    before its client asks for b, so b goes and is loaded again: the setting reaches the
+    scheduler, and the default's settling is what saved that load."""
+    manager = manager_for(tmp_path, 5, "abc", swap_settle_ms=0)
+    assert manager.scheduler.settle_s == 0
+    await lease_once(manager, "b")
+    release = asyncio.Event()
+    holder = asyncio.create_task(hold(manager, "a", release))
+    await until(lambda: manager.loaded_models() == ["a", "b"], "a leased beside an idle b")
+    for_c = asyncio.create_task(lease_once(manager, "c"))
+    await until(lambda: manager.scheduler.pending == 1, "c queued: a is busy, b may go")
+    release.set()
+    await holder
+    await asyncio.wait_for(asyncio.gather(lease_once(manager, "b"), for_c), 10)
+    assert SizedModel.loads == ["b", "a", "c", "b"]
     await manager.close()

@@ -62,6 +62,11 @@ class Config(StrictModel):
     #: request for a less wanted model often waits two or three loads, and a cap that fires
     #: on such waits brings the thrash back (bench/churn_replay.py: 1 s with 1 s loads 2x).
     max_wait_s: float = Field(default=10.0, ge=0)
+    #: Milliseconds a swap waits after the last request ended, for the answered client's next
+    #: request (often for a resident model) to count first. About one client round trip: with
+    #: clients farther away than that, swaps start before they ask again and loads go up
+    #: (bench/churn_replay.py --rtt-s 0.06: 1.03-1.24x the ideal at 50 ms, 1.01-1.13x at 100).
+    swap_settle_ms: float = Field(default=50.0, ge=0, le=10_000)
     #: Pinned host memory where evicted models park and wake by a copy (CUDA); "auto": a
     #: quarter of the RAM on CUDA (at most 32 GiB), 0 on the CPU; 0 turns parking off.
     host_memory_budget_mb: float | Literal["auto"] = "auto"
@@ -170,6 +175,7 @@ def _env_overrides() -> dict[str, Any]:
         "admission_timeout_s",
         "max_pending",
         "max_wait_s",
+        "swap_settle_ms",
         "host_memory_budget_mb",
         "max_frames_per_request",
         "max_request_mb",

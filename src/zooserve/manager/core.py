@@ -79,7 +79,12 @@ class ModelManager:
             for name, spec in config.models.items()
         }
         self.host_tier = HostTier(host_budget_bytes(config, self.device), self.device, host_mover)
-        self.scheduler = Scheduler(self.ledger, config.max_pending, config.max_wait_s)
+        self.scheduler = Scheduler(
+            self.ledger,
+            config.max_pending,
+            config.max_wait_s,
+            settle_s=config.swap_settle_ms / 1000,
+        )
         self.reports = Reports(
             config,
             self.states,
