@@ -9,6 +9,8 @@ import asyncio
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.manager.sized import SizedModel, lease_once, make_manager, model
 from tests.waiting import until
 from zooserve.manager import ModelManager
@@ -97,14 +99,23 @@ async def test_one_swap_at_a_time_lets_the_first_change_what_goes_next(tmp_path:
     await manager.close()
 
 
+@pytest.mark.parametrize(
+    ("settle_ms", "loads"),
+    [
+        pytest.param(50, ["b", "a", "c"], id="default: b is not loaded a second time"),
+        pytest.param(0, ["b", "a", "c", "b"], id="swap_settle_ms 0: b goes and comes back"),
+    ],
+)
 async def test_a_swap_waits_for_the_next_request_of_the_client_just_answered(
-    tmp_path: Path,
+    tmp_path: Path, settle_ms: float, loads: list[str]
 ) -> None:
     """Room for two, "a" leased and "b" idle, a request for "c" queued. When a's request ends
     its client asks again at once, for b: a swap decided the moment a's lease ended would have
-    evicted b (used longer ago) and loaded it again; waiting `settle_s` for that request (it
-    arrives on the next turn of the loop) serves it from memory and evicts a instead."""
-    manager = manager_for(tmp_path, 5, "abc")
+    evicted b (used longer ago) and loaded it again; waiting `swap_settle_ms` for that request
+    (it arrives on the next turn of the loop) serves it from memory and evicts a instead.
+    With the setting at 0 the first happens: the setting reaches the scheduler."""
+    manager = manager_for(tmp_path, 5, "abc", swap_settle_ms=settle_ms)
+    assert manager.scheduler.settle_s == settle_ms / 1000
     await lease_once(manager, "b")
     release = asyncio.Event()
     holder = asyncio.create_task(hold(manager, "a", release))
@@ -114,7 +125,7 @@ async def test_a_swap_waits_for_the_next_request_of_the_client_just_answered(
     release.set()
     await holder
     await asyncio.wait_for(asyncio.gather(lease_once(manager, "b"), for_c), 10)
-    assert SizedModel.loads == ["b", "a", "c"]  # b was not loaded a second time
+    assert SizedModel.loads == loads
     await manager.close()
 
 
@@ -134,25 +145,4 @@ async def test_a_swap_evicts_what_recent_requests_asked_for_least(tmp_path: Path
     evicted = [e.model for e in manager.events.recent() if e.kind == "evict"]
     assert evicted == ["b"]
     assert sorted(manager.loaded_models()) == ["a", "c"]
-    await manager.close()
-
-
-async def test_without_settling_the_swap_goes_before_the_answered_client_asks_again(
-    tmp_path: Path,
-) -> None:
-    """The case above with `swap_settle_ms: 0`: the swap is decided the moment a's lease ends,
-    before its client asks for b, so b goes and is loaded again: the setting reaches the
-    scheduler, and the default's settling is what saved that load."""
-    manager = manager_for(tmp_path, 5, "abc", swap_settle_ms=0)
-    assert manager.scheduler.settle_s == 0
-    await lease_once(manager, "b")
-    release = asyncio.Event()
-    holder = asyncio.create_task(hold(manager, "a", release))
-    await until(lambda: manager.loaded_models() == ["a", "b"], "a leased beside an idle b")
-    for_c = asyncio.create_task(lease_once(manager, "c"))
-    await until(lambda: manager.scheduler.pending == 1, "c queued: a is busy, b may go")
-    release.set()
-    await holder
-    await asyncio.wait_for(asyncio.gather(lease_once(manager, "b"), for_c), 10)
-    assert SizedModel.loads == ["b", "a", "c", "b"]
     await manager.close()
