@@ -22,7 +22,7 @@ import math
 import statistics
 import sys
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,9 @@ class Replay:
     def working(self) -> bool:
         return any(m.status == "loading" or m.refcount for m in self.models.values())
 
-    def candidates(self, exclude: set[str], wanted: Collection[str]) -> list[Candidate]:
+    def candidates(
+        self, exclude: set[str], wanted: Collection[str], asked: Mapping[str, int]
+    ) -> list[Candidate]:
         found = []
         for claim in self.ledger:
             model = self.models[model_name(claim.key) or ""]
@@ -181,6 +183,7 @@ class Replay:
                     last_used=model.last_used,
                     reload_seconds=model.reload_s,
                     in_demand=claim.key in wanted,
+                    recently_asked=asked.get(claim.key, 0),
                 )
             )
         return found

@@ -6,7 +6,7 @@ scheduler (scheduler.py) asks these questions; the policy (policy.py) decides fr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +72,14 @@ class LedgerAdmission:
         """A model is loading (or waking from the host tier) or leased by a request."""
         return any(s.status is Status.LOADING or s.refcount for s in self.states.values())
 
-    def candidates(self, exclude: set[str], wanted: Collection[str] = ()) -> list[Candidate]:
+    def candidates(
+        self,
+        exclude: set[str],
+        wanted: Collection[str] = (),
+        asked: Mapping[str, int] | None = None,
+    ) -> list[Candidate]:
         """Claims room could be made from now; those under a key in `wanted` (queued plans
-        need them) are in demand."""
+        need them) are in demand; `asked`: how many recent plans asked for each key."""
         now = self.clock()
         found = []
         for claim in self.ledger:
@@ -93,6 +98,7 @@ class LedgerAdmission:
                     last_used,
                     reload,
                     in_demand=claim.key in wanted,
+                    recently_asked=(asked or {}).get(claim.key, 0),
                 )
             )
         return found

@@ -19,10 +19,9 @@ injected, so bench/churn_replay.py runs this very scheduler on simulated time.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,7 +74,9 @@ class Admission(Protocol):
     def plan_need(self, ticket: Ticket) -> int | None: ...
     def missing(self, ticket: Ticket) -> frozenset[str]: ...
     def working(self) -> bool: ...
-    def candidates(self, exclude: set[str], wanted: Collection[str]) -> list[Candidate]: ...
+    def candidates(
+        self, exclude: set[str], wanted: Collection[str], asked: Mapping[str, int]
+    ) -> list[Candidate]: ...
     def ceiling(self, ticket: Ticket) -> int: ...
     def grant(self, ticket: Ticket) -> None: ...
     def ungrant(self, ticket: Ticket) -> None: ...
@@ -235,10 +236,7 @@ class Scheduler:
         free = max(0, self.ledger.free_bytes() - room.earmarked)
         incoming = self._incoming(ticket)
         exclude = {model_key(name) for name in ticket.models} | {c.key for c in ticket.extras}
-        candidates = [
-            dataclasses.replace(c, recently_asked=room.asked[c.key])
-            for c in admission.candidates(exclude, room.wanted)
-        ]
+        candidates = admission.candidates(exclude, room.wanted, room.asked)
         decision = decide(
             need, free, incoming, candidates, admission.ceiling(ticket), waiting.overdue
         )

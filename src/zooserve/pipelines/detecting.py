@@ -108,8 +108,10 @@ def batches(numbers: Sequence[int], size: int) -> list[list[int]]:
     first batch's decode is the one nothing overlaps, so inference starts after one frame's
     decode rather than a whole batch's (issue #18: 8 spread frames of bikes.mp4, YOLO11n on
     the CPU, pipeline / adapter on the same batches 0.90-0.92 -> 0.955-0.988)."""
-    head, rest = list(numbers[:1]), list(numbers[1:])
-    return [head] * bool(head) + [rest[i : i + size] for i in range(0, len(rest), size)]
+    if not numbers:
+        return []
+    rest = list(numbers[1:])
+    return [[numbers[0]]] + [rest[i : i + size] for i in range(0, len(rest), size)]
 
 
 async def detect_frames(
